@@ -1,0 +1,3 @@
+"""cdnprobe: find the CDN edge that serves different bytes."""
+
+__version__ = "0.1.0"

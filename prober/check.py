@@ -1,0 +1,62 @@
+"""The one-shot check: group URLs by host, run one cycle per host at once, return a Report."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from prober.cycle import TargetSpec, run_cycle, utc_now
+from prober.discovery import Discoverer
+from prober.errors import UsageError
+from prober.fetch import Fetcher, make_ssl_context
+from prober.model import Report
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOptions:
+    urls: tuple[str, ...]
+    resolvers: tuple[str, ...] = ()
+    ca_file: str | None = None
+    insecure: bool = False
+    timeout_s: float = 10.0
+    max_body_bytes: int = 4 << 30
+    concurrency: int = 64
+    origin: str | None = None
+
+
+def specs_by_host(urls: tuple[str, ...], origin: str | None) -> list[TargetSpec]:
+    """One target per host name, URLs in the order given."""
+    grouped: dict[str, list[str]] = {}
+    for url in urls:
+        grouped.setdefault(urlsplit(url).hostname or "", []).append(url)
+    return [TargetSpec(host, host, tuple(found), origin) for host, found in grouped.items()]
+
+
+def ssl_context_for(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
+    """The TLS context, or UsageError naming the CA file that cannot be used."""
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise UsageError(f"--ca-file {ca_file}: no such file")
+    try:
+        return make_ssl_context(ca_file, insecure)
+    except OSError as exc:  # ssl.SSLError is an OSError: a file that is not PEM
+        raise UsageError(f"--ca-file {ca_file}: not a usable CA bundle ({exc})") from None
+
+
+async def run_check(options: CheckOptions, context: ssl.SSLContext) -> Report:
+    discoverer = Discoverer(options.resolvers, timeout_s=min(options.timeout_s, 5.0))
+    fetcher = Fetcher(
+        ssl_context=context,
+        timeout_s=options.timeout_s,
+        max_body_bytes=options.max_body_bytes,
+        concurrency=asyncio.Semaphore(options.concurrency),
+    )
+    try:
+        specs = specs_by_host(options.urls, options.origin)
+        checked_at = utc_now()
+        targets = await asyncio.gather(*(run_cycle(s, discoverer, fetcher) for s in specs))
+    finally:
+        await fetcher.close()
+    return Report(checked_at, tuple(targets))

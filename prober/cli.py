@@ -1,0 +1,211 @@
+"""Command line: argv → a command → an exit code. The only place that prints or exits.
+
+Exit codes (one mapping, in `main`): 0 consistent, 1 an edge diverges or fails,
+2 bad usage or input, 3 a name resolved to no address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+from prober import __version__
+from prober.errors import ProberError, UsageError
+
+if TYPE_CHECKING:
+    from prober.model import Report
+
+T = TypeVar("T")
+EXIT_OK, EXIT_DIVERGENT, EXIT_USAGE, EXIT_UNRESOLVED = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"cdnprobe: {message} (see cdnprobe {self._subcommand()}--help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+    def _subcommand(self) -> str:
+        words = self.prog.split()[1:]
+        return " ".join(words) + " " if words else ""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cdnprobe", description="Find the CDN edge that serves different bytes.")
+    parser.add_argument("--version", action="version", version=f"cdnprobe {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_check(commands)
+    return parser
+
+
+def _add_check(commands: Any) -> None:
+    check = commands.add_parser(
+        "check",
+        help="fetch URLs from every edge address of their host and compare",
+        description=(
+            "Resolve every A and AAAA record of each URL's host, fetch the URL from each address "
+            "with Host and TLS SNI pinned to the host name, hash every body and compare. "
+            "Exit 0: every edge consistent; 1: an edge diverges or fails; 2: bad usage; "
+            "3: a name resolved to no address."
+        ),
+    )
+    check.add_argument("urls", nargs="+", metavar="URL", help="http(s) URL to check on every edge")
+    check.add_argument(
+        "--resolver",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="DNS server to ask (repeatable; [IPV6]:PORT for v6); default: /etc/resolv.conf",
+    )
+    check.add_argument("--ca-file", metavar="PEM", help="CA bundle for TLS; default: system store")
+    check.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="per-request timeout, connect + whole body (default 10)",
+    )
+    check.add_argument("--json", action="store_true", help="print one JSON document, no table")
+    check.add_argument(
+        "--insecure", action="store_true", help="skip certificate verification (SNI still sent)"
+    )
+    check.add_argument(
+        "--origin",
+        metavar="URL",
+        help="authoritative copy (scheme, host, port, optional prefix); each URL's path is "
+        "fetched from it by its own name and used as the reference",
+    )
+    check.add_argument(
+        "--max-body-size",
+        type=_size,
+        default="4GiB",
+        metavar="SIZE",
+        help="bodies larger than this are the error too_large (default 4GiB)",
+    )
+    check.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="requests in flight at once, over all edges and URLs (default 64)",
+    )
+    check.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="highlight odd edges in the table (default: when stdout is a terminal)",
+    )
+
+
+def _seconds(text: str) -> float:
+    from prober.units import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {text!r}")
+    return value
+
+
+def _size(text: str) -> int:
+    from prober.units import parse_size
+
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 byte")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 10000:
+        raise argparse.ArgumentTypeError(f"expected a whole number 1-10000, got {text!r}")
+    return int(text)
+
+
+def check_url(text: str, what: str = "URL") -> str:
+    """An http(s) URL with a host, or UsageError naming what is wrong with it."""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"bad {what} {text!r}: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"bad {what} {text!r}: scheme must be http or https")
+    if not parts.hostname:
+        raise UsageError(f"bad {what} {text!r}: no host name")
+    if port == 0:
+        raise UsageError(f"bad {what} {text!r}: port must be 1-65535")
+    return text
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from prober.check import CheckOptions, run_check, ssl_context_for
+
+    urls = [check_url(u) for u in args.urls]
+    origin = check_url(args.origin, "--origin URL") if args.origin else None
+    options = CheckOptions(
+        urls=tuple(urls),
+        resolvers=tuple(args.resolver),
+        ca_file=args.ca_file,
+        insecure=args.insecure,
+        timeout_s=args.timeout,
+        max_body_bytes=args.max_body_size,
+        concurrency=args.concurrency,
+        origin=origin,
+    )
+    context = ssl_context_for(options.ca_file, options.insecure)
+    report = run_async(run_check(options, context))
+    if args.json:
+        from prober.render import dumps
+
+        print(dumps(report))
+    else:
+        from prober.render import table
+
+        colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+        sys.stdout.write(table(report, colour))
+    for target in report.targets:
+        if target.dns_error:
+            sys.stderr.write(f"cdnprobe: {target.dns_error}\n")
+    return check_exit_code(report)
+
+
+def check_exit_code(report: Report) -> int:
+    if any(t.dns_error for t in report.targets):
+        return EXIT_UNRESOLVED
+    if all(o.consistent for t in report.targets for o in t.objects):
+        return EXIT_OK
+    return EXIT_DIVERGENT
+
+
+_COMMANDS = {"check": _check}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except ProberError as exc:
+        sys.stderr.write(f"cdnprobe: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,194 @@
+"""Variants, the reference and verdicts. Pure: no I/O, no clock ("now" is passed in).
+
+The body hash is the truth. ETag and Last-Modified only order versions (which one is older)
+and are reported as notes when identical bytes carry different ones: two servers holding the
+same file legitimately stamp it differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from prober.model import (
+    Edge,
+    EdgeResult,
+    ObjectReport,
+    Observation,
+    ReferenceSource,
+    Variant,
+    VariantKey,
+    Verdict,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PastReference:
+    """A body that was the reference in an earlier cycle and has since been replaced."""
+
+    sha256: str
+    superseded_at: datetime
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    """RFC 9110 HTTP-date to an aware datetime; None when absent or unparseable."""
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def variant_key(obs: Observation) -> VariantKey:
+    if obs.error is not None or obs.status is None:
+        return VariantKey("error", str(obs.error or "protocol"))
+    if 200 <= obs.status < 300 and obs.sha256 is not None:
+        return VariantKey("body", obs.sha256)
+    where = f" -> {obs.location}" if obs.location else ""
+    return VariantKey("status", f"{obs.status}{where}")
+
+
+def group_variants(observed: Iterable[tuple[Edge, Observation]]) -> tuple[Variant, ...]:
+    groups: dict[VariantKey, list[tuple[Edge, Observation]]] = {}
+    for edge, obs in observed:
+        groups.setdefault(variant_key(obs), []).append((edge, obs))
+    return tuple(_variant(key, members) for key, members in sorted(groups.items()))
+
+
+def _variant(key: VariantKey, members: list[tuple[Edge, Observation]]) -> Variant:
+    members.sort(key=lambda m: m[0])
+    dates = [d for _, o in members if (d := parse_http_date(o.last_modified))]
+    first = members[0][1]
+    return Variant(
+        key=key,
+        edges=tuple(e for e, _ in members),
+        status=first.status,
+        bytes_read=first.bytes_read,
+        sha256=first.sha256,
+        etag=first.etag,
+        last_modified=max(dates) if dates else None,
+    )
+
+
+def choose_reference(
+    variants: Sequence[Variant], origin: Variant | None = None
+) -> tuple[Variant | None, ReferenceSource]:
+    """The origin's variant; else the newest Last-Modified; else the one most edges serve."""
+    if origin is not None and origin.key.kind != "error":
+        return origin, ReferenceSource.ORIGIN
+    answers = [v for v in variants if v.key.kind != "error"]
+    dated = [v for v in answers if v.last_modified is not None]
+    if dated:
+        return min(dated, key=_newest_first), ReferenceSource.NEWEST
+    if answers:
+        return min(answers, key=_most_edges_first), ReferenceSource.MAJORITY
+    return None, ReferenceSource.NONE
+
+
+def _newest_first(v: Variant) -> tuple[float, int, bool, VariantKey]:
+    assert v.last_modified is not None
+    return (-v.last_modified.timestamp(), *_most_edges_first(v))
+
+
+def _most_edges_first(v: Variant) -> tuple[int, bool, VariantKey]:
+    # Ties are broken by content, never by arrival order, so permuting edges changes nothing.
+    return (-len(v.edges), v.key.kind != "body", v.key)
+
+
+def judge(
+    edge: Edge,
+    obs: Observation,
+    reference: Variant | None,
+    past: Sequence[PastReference] = (),
+    now: datetime | None = None,
+) -> tuple[Verdict, float | None, int | None]:
+    """Verdict, lag in seconds and versions behind for one edge against the reference."""
+    key = variant_key(obs)
+    if key.kind == "error":
+        return Verdict.ERROR, None, None
+    if reference is None:
+        return Verdict.DIVERGENT, None, None
+    if key == reference.key:
+        return Verdict.OK, 0.0, 0
+    edge_date = parse_http_date(obs.last_modified)
+    lag = _lag(reference.last_modified, edge_date)
+    behind = _versions_behind(obs.sha256, past)
+    if behind is not None:
+        superseded = past[behind - 1].superseded_at
+        if lag is None or lag <= 0:
+            lag = (now - superseded).total_seconds() if now else None
+        return Verdict.STALE, lag, behind
+    if lag is not None and lag > 0:
+        return Verdict.STALE, lag, None
+    return Verdict.DIVERGENT, lag, None
+
+
+def _lag(reference: datetime | None, edge: datetime | None) -> float | None:
+    if reference is None or edge is None:
+        return None
+    return (reference - edge).total_seconds()
+
+
+def _versions_behind(sha256: str | None, past: Sequence[PastReference]) -> int | None:
+    if sha256 is None:
+        return None
+    for i, ref in enumerate(past):
+        if ref.sha256 == sha256:
+            return i + 1
+    return None
+
+
+def compare_object(
+    url: str,
+    host: str,
+    path: str,
+    observed: Sequence[tuple[Edge, Observation]],
+    origin: Observation | None = None,
+    past: Sequence[PastReference] = (),
+    now: datetime | None = None,
+) -> ObjectReport:
+    """Group one object's observations into variants, pick the reference, judge each edge."""
+    variants = group_variants(observed)
+    origin_variant = group_variants([(Edge("origin", 4), origin)])[0] if origin else None
+    reference, source = choose_reference(variants, origin_variant)
+    results = []
+    for edge, obs in sorted(observed, key=lambda m: m[0]):
+        verdict, lag, behind = judge(edge, obs, reference, past, now)
+        results.append(EdgeResult(edge, obs, verdict, variant_key(obs), lag, behind))
+    notes = _notes(observed, origin)
+    return ObjectReport(
+        url=url,
+        host=host,
+        path=path,
+        results=tuple(results),
+        variants=variants,
+        reference=reference,
+        reference_source=source,
+        origin=origin,
+        notes=notes,
+    )
+
+
+def _notes(
+    observed: Sequence[tuple[Edge, Observation]], origin: Observation | None
+) -> tuple[str, ...]:
+    notes = []
+    by_key: dict[VariantKey, list[Observation]] = {}
+    for _, obs in observed:
+        by_key.setdefault(variant_key(obs), []).append(obs)
+    for key, members in sorted(by_key.items()):
+        if key.kind != "body" or len(members) < 2:
+            continue
+        etags = {o.etag for o in members}
+        dates = {o.last_modified for o in members}
+        if len(etags) > 1:
+            notes.append(f"identical bytes ({key.label}) with {len(etags)} different ETags")
+        if len(dates) > 1:
+            notes.append(f"identical bytes ({key.label}) with {len(dates)} different Last-Modified")
+    if origin is not None and origin.error is not None:
+        notes.append(f"origin failed ({origin.error}); reference chosen from the edges")
+    return tuple(notes)

@@ -1,0 +1,45 @@
+"""The one error taxonomy.
+
+ErrorReason is what an edge fetch can end in (the contract's `error` words); the exceptions
+below are what the program reports to a person: bad input (exit 2) and names that resolve to
+no address (exit 3). Network trouble during a fetch never becomes an exception: fetch.py
+turns it into an Observation carrying an ErrorReason.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorReason(StrEnum):
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    TLS = "tls"
+    TRUNCATED = "truncated"
+    PROTOCOL = "protocol"
+    TOO_LARGE = "too_large"
+
+
+class ProberError(Exception):
+    """Base of the errors a person is told about in one line."""
+
+
+class UsageError(ProberError):
+    """Bad command line or bad input value (exit 2)."""
+
+
+class ConfigError(ProberError):
+    """A config file that cannot be used; the message names file, field and problem."""
+
+    def __init__(self, file: str, field: str, problem: str) -> None:
+        self.file, self.field, self.problem = file, field, problem
+        where = f"{file}: {field}: " if field else f"{file}: "
+        super().__init__(where + problem)
+
+
+class DiscoveryError(ProberError):
+    """A name resolved to no address (exit 3). The message names name, resolver and rcode."""
+
+    def __init__(self, name: str, resolver: str, rcode: str) -> None:
+        self.name, self.resolver, self.rcode = name, resolver, rcode
+        super().__init__(f"{name}: {rcode} from {resolver}")

@@ -1,0 +1,147 @@
+"""Frozen data passed between modules. Standard library only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from prober.errors import ErrorReason
+
+Family = Literal[4, 6]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Edge:
+    """One address the target's name resolves to."""
+
+    address: str
+    family: Family
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one edge answered to one request; error is set when no complete response came."""
+
+    status: int | None = None
+    size: int | None = None  # Content-Length as announced
+    bytes_read: int = 0
+    sha256: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    location: str | None = None
+    elapsed_s: float = 0.0
+    error: ErrorReason | None = None
+    detail: str | None = None  # one line from the transport, for people; never compared
+    cache: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and self.status is not None
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    STALE = "stale"
+    DIVERGENT = "divergent"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class VariantKey:
+    """What makes two answers the same version: body hash, status (+Location), or error."""
+
+    kind: Literal["body", "status", "error"]
+    value: str
+
+    @property
+    def label(self) -> str:
+        if self.kind == "body":
+            return self.value[:12]
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    key: VariantKey
+    edges: tuple[Edge, ...]
+    status: int | None
+    bytes_read: int
+    sha256: str | None
+    etag: str | None
+    last_modified: datetime | None  # newest Last-Modified among its edges
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeResult:
+    edge: Edge
+    observation: Observation
+    verdict: Verdict
+    variant: VariantKey
+    lag_s: float | None  # reference Last-Modified minus the edge's; 0 when it matches
+    versions_behind: int | None = None  # how many references ago this body was current
+
+
+class ReferenceSource(StrEnum):
+    ORIGIN = "origin"
+    NEWEST = "newest_last_modified"
+    MAJORITY = "most_edges"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectReport:
+    """One object (URL) compared across every edge."""
+
+    url: str
+    host: str
+    path: str
+    results: tuple[EdgeResult, ...]
+    variants: tuple[Variant, ...]
+    reference: Variant | None
+    reference_source: ReferenceSource
+    origin: Observation | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def consistent(self) -> bool:
+        return bool(self.results) and all(r.verdict is Verdict.OK for r in self.results)
+
+    @property
+    def divergent_edges(self) -> tuple[EdgeResult, ...]:
+        return tuple(r for r in self.results if r.verdict is not Verdict.OK)
+
+
+@dataclass(frozen=True, slots=True)
+class DnsAnswer:
+    """Every address a name resolved to, and what went wrong per family, if anything."""
+
+    name: str
+    edges: tuple[Edge, ...]
+    resolver: str
+    problems: tuple[str, ...] = ()  # e.g. "AAAA: SERVFAIL from 127.0.0.1:53"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetReport:
+    """One cycle of one target: what DNS said and how every object compared."""
+
+    name: str
+    host: str
+    dns: DnsAnswer | None
+    objects: tuple[ObjectReport, ...]
+    started_at: datetime
+    finished_at: datetime
+    dns_error: str | None = None  # set when the name resolved to no address
+    dns_rcode: str | None = None
+
+    @property
+    def edges(self) -> tuple[Edge, ...]:
+        return self.dns.edges if self.dns else ()
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    checked_at: datetime
+    targets: tuple[TargetReport, ...] = field(default=())

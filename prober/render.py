@@ -1,0 +1,241 @@
+"""Report → the contract's JSON document, or a table for a person. Pure."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from prober.model import EdgeResult, ObjectReport, Report, TargetReport, Variant, Verdict
+
+JsonObject = dict[str, Any]
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def report_json(report: Report) -> JsonObject:
+    entries: list[JsonObject] = []
+    for target in report.targets:
+        entries.extend(target_entries(target))
+    return {"checked_at": iso_utc(report.checked_at), "targets": entries}
+
+
+def dumps(report: Report) -> str:
+    return json.dumps(report_json(report), indent=2, ensure_ascii=False)
+
+
+def target_entries(target: TargetReport) -> list[JsonObject]:
+    dns = _dns_json(target)
+    if target.dns_error is not None:
+        return [_unresolved_entry(target, dns)]
+    return [{**object_json(obj), "dns": dns} for obj in target.objects]
+
+
+def _dns_json(target: TargetReport) -> JsonObject:
+    if target.dns is None:
+        return {"resolver": None, "addresses": [], "problems": [], "error": target.dns_error}
+    return {
+        "resolver": target.dns.resolver,
+        "addresses": [e.address for e in target.dns.edges],
+        "problems": list(target.dns.problems),
+        "error": None,
+    }
+
+
+def _unresolved_entry(target: TargetReport, dns: JsonObject) -> JsonObject:
+    return {
+        "url": target.name,
+        "host": target.host,
+        "consistent": False,
+        "variants": 0,
+        "reference": None,
+        "edges": [],
+        "notes": [],
+        "dns": dns,
+    }
+
+
+def object_json(obj: ObjectReport) -> JsonObject:
+    return {
+        "url": obj.url,
+        "host": obj.host,
+        "consistent": obj.consistent,
+        "variants": len(obj.variants),
+        "reference": _reference_json(obj),
+        "edges": [edge_json(r) for r in obj.results],
+        "notes": list(obj.notes),
+    }
+
+
+def _reference_json(obj: ObjectReport) -> JsonObject | None:
+    ref = obj.reference
+    if ref is None:
+        return None
+    return {
+        "sha256": ref.sha256,
+        "size": ref.bytes_read,
+        "etag": ref.etag,
+        "last_modified": _http_date(ref),
+        "status": ref.status,
+        "source": str(obj.reference_source),
+        "edges": len(ref.edges),
+    }
+
+
+def _http_date(variant: Variant) -> str | None:
+    if variant.last_modified is None:
+        return None
+    return variant.last_modified.strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+def edge_json(result: EdgeResult) -> JsonObject:
+    obs = result.observation
+    return {
+        "address": result.edge.address,
+        "family": result.edge.family,
+        "status": obs.status,
+        "size": obs.size,
+        "bytes_read": obs.bytes_read,
+        "etag": obs.etag,
+        "last_modified": obs.last_modified,
+        "sha256": obs.sha256,
+        "elapsed_ms": round(obs.elapsed_s * 1000, 1),
+        "error": str(obs.error) if obs.error else None,
+        "verdict": str(result.verdict),
+        "cache": dict(obs.cache),
+        "location": obs.location,
+        "lag_seconds": result.lag_s,
+        "versions_behind": result.versions_behind,
+        "detail": obs.detail,
+    }
+
+
+# ---- table -------------------------------------------------------------------------------
+
+_COLUMNS = ("ADDRESS", "FAM", "STATUS", "SIZE", "READ", "SHA256", "ETAG", "LAST-MODIFIED", "TIME")
+_COLOURS = {Verdict.STALE: "33", Verdict.DIVERGENT: "31", Verdict.ERROR: "31;1"}
+
+
+def table(report: Report, colour: bool = False) -> str:
+    blocks = []
+    for target in report.targets:
+        if target.dns_error is not None:
+            blocks.append(f"{safe(target.name)}\n  no address: {safe(target.dns_error)}")
+        blocks.extend(object_table(obj, colour) for obj in target.objects)
+    return "\n\n".join(blocks) + "\n"
+
+
+def object_table(obj: ObjectReport, colour: bool = False) -> str:
+    ordered = _reference_first(obj)
+    rows = [[*_COLUMNS, "VERDICT"]] + [_row(r) for r in ordered]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [safe(obj.url), "  " + _summary(obj)]
+    for n, row in enumerate(rows):
+        text = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        odd = n > 0 and ordered[n - 1].verdict is not Verdict.OK
+        line = ("! " if odd else "  ") + text
+        if odd and colour:
+            line = f"\x1b[{_COLOURS[ordered[n - 1].verdict]}m{line}\x1b[0m"
+        lines.append(line)
+    lines.extend(f"  note: {safe(note)}" for note in obj.notes)
+    lines.append("  => " + conclusion(obj))
+    return "\n".join(lines)
+
+
+def _reference_first(obj: ObjectReport) -> list[EdgeResult]:
+    ref = obj.reference.key if obj.reference else None
+    order = {Verdict.OK: 0, Verdict.STALE: 1, Verdict.DIVERGENT: 2, Verdict.ERROR: 3}
+    return sorted(
+        obj.results, key=lambda r: (r.variant != ref, order[r.verdict], r.variant, r.edge)
+    )
+
+
+def _summary(obj: ObjectReport) -> str:
+    ref = obj.reference
+    edges = f"{len(obj.results)} edges, {len(obj.variants)} variant{'s' * (len(obj.variants) != 1)}"
+    if ref is None:
+        return f"{edges}; no reference (no edge answered)"
+    what = (
+        f"sha256 {ref.sha256[:12]}, {ref.bytes_read} bytes"
+        if ref.sha256
+        else f"status {ref.status}"
+    )
+    return f"{edges}; reference: {obj.reference_source} ({what})"
+
+
+def _row(result: EdgeResult) -> list[str]:
+    obs = result.observation
+    return [
+        result.edge.address,
+        str(result.edge.family),
+        _text(obs.status),
+        _text(obs.size),
+        str(obs.bytes_read),
+        (obs.sha256 or "-")[:12],
+        _cut(safe(obs.etag or "-"), 24),
+        safe(obs.last_modified or "-"),
+        f"{obs.elapsed_s * 1000:.1f}ms",
+        _verdict_text(result),
+    ]
+
+
+def _verdict_text(result: EdgeResult) -> str:
+    if result.verdict is Verdict.ERROR:
+        return f"error ({result.observation.error})"
+    if result.verdict is Verdict.STALE and result.lag_s is not None:
+        return f"stale ({_duration(result.lag_s)} behind)"
+    return str(result.verdict)
+
+
+def conclusion(obj: ObjectReport) -> str:
+    """One line saying what is wrong with this object, in the user's words."""
+    name = obj.path.rsplit("/", 1)[-1] or obj.path
+    total = len(obj.results)
+    if obj.consistent:
+        return f"all {total} edges serve the same {name}"
+    if obj.reference is None:
+        return f"no edge gave a complete answer for {name}"
+    parts = []
+    for verdict, what in (
+        (Verdict.STALE, f"an older {name}"),
+        (Verdict.DIVERGENT, f"a different {name}"),
+        (Verdict.ERROR, f"no complete {name}"),
+    ):
+        hit = [r for r in obj.results if r.verdict is verdict]
+        if hit:
+            verb = "serves" if len(hit) == 1 else "serve"
+            parts.append(f"{len(hit)} of {total} edges {verb} {what} ({_addresses(hit)})")
+    return "; ".join(parts)
+
+
+def _addresses(results: Iterable[EdgeResult]) -> str:
+    return ", ".join(
+        r.edge.address + (f" {r.observation.error}" if r.observation.error else "") for r in results
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def _text(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def safe(text: str) -> str:
+    """Edge-supplied text for a terminal: control characters shown escaped, never executed."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from tests.faults import FaultEdge
+from tests.lab import LOOPBACK_EDGES, EdgeSpec, Lab
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def lab(tmp_path: Path, ca: trustme.CA) -> Iterator[Lab]:
+    """Four nginx TLS edges (three IPv4, one ::1) named repo.test by dnsmasq."""
+    lab = Lab(tmp_path / "lab", ca, [EdgeSpec(a) for a in LOOPBACK_EDGES])
+    lab.start()
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture
+def fault_edge(lab: Lab, ca: trustme.CA) -> Iterator[FaultEdgeFactory]:
+    started: list[FaultEdge] = []
+
+    def start(address: str, mode: str) -> FaultEdge:
+        edge = FaultEdge(address, lab.port, mode, ca)
+        edge.start()
+        started.append(edge)
+        return edge
+
+    yield start
+    for edge in started:
+        edge.stop()
+
+
+class FaultEdgeFactory:  # for type hints in tests only
+    def __call__(self, address: str, mode: str) -> FaultEdge: ...
+
+
+def cdnprobe(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Runs the real CLI in a subprocess, as a user would."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "prober", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
