@@ -17,6 +17,7 @@ from prober import __version__
 from prober.errors import ProberError, UsageError
 
 if TYPE_CHECKING:
+    from prober.config import Config
     from prober.model import Report
 
 T = TypeVar("T")
@@ -40,7 +41,54 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cdnprobe {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_check(commands)
+    _add_daemon_commands(commands)
     return parser
+
+
+def _add_daemon_commands(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="the exporter daemon: probe configured targets, serve /metrics",
+        description="Probe every configured target on its interval and serve Prometheus "
+        "metrics (/metrics), /healthz, /probe?target=NAME and a status page (/). "
+        "SIGHUP or POST /-/reload re-reads the config; SIGTERM drains and exits 0.",
+    )
+    run.add_argument("--config", required=True, metavar="FILE", help="YAML config file")
+    run.add_argument("--listen", metavar="HOST:PORT", help="overrides the config's listen")
+    validate = commands.add_parser(
+        "validate-config",
+        help="check a config file without running",
+        description="Exit 0 if "
+        "FILE is a valid config; otherwise print FILE: field: problem and exit 2.",
+    )
+    validate.add_argument("file", metavar="FILE")
+    commands.add_parser(
+        "config-schema",
+        help="print the config's JSON Schema (for editors)",
+        description="Print the JSON Schema of the config file format.",
+    )
+    demo = commands.add_parser(
+        "demo",
+        help="a mini CDN on loopback with a stale and a truncating edge, watched by the daemon",
+        description="Start four edges on 127.0.0.2-5 and a DNS responder inside this process, "
+        "run the daemon against them and print the edge table after each cycle. Needs no "
+        "internet and no config. Ctrl-C stops it.",
+    )
+    demo.add_argument(
+        "--listen",
+        default="127.0.0.1:9813",
+        metavar="HOST:PORT",
+        help="where /metrics and the status page are served (default 127.0.0.1:9813; "
+        "a free port if that one is taken)",
+    )
+    demo.add_argument(
+        "--interval",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="probe interval (default 5)",
+    )
+    demo.add_argument("--cycles", type=_positive_int, metavar="N", help="stop after N cycles")
 
 
 def _add_check(commands: Any) -> None:
@@ -197,7 +245,132 @@ def check_exit_code(report: Report) -> int:
     return EXIT_DIVERGENT
 
 
-_COMMANDS = {"check": _check}
+def _setup_logging() -> None:
+    import logging
+
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s level=%(levelname)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from prober.config import load_config
+
+    config = load_config(args.config)
+    listen = _listen(args.listen) if args.listen else config.listen
+    _setup_logging()
+    return run_async(_serve(config, args.config, listen))
+
+
+def _listen(text: str) -> str:
+    from prober.config import Config
+
+    try:
+        Config.model_validate(
+            {"listen": text, "targets": [{"name": "x", "url": "http://x", "paths": ["/"]}]}
+        )
+    except ValueError:
+        raise UsageError(f"bad --listen {text!r}: expected HOST:PORT") from None
+    return text
+
+
+async def _serve(config: Config, path: str | None, listen: str) -> int:
+    import logging
+
+    from prober.daemon import Daemon
+    from prober.server import serve
+
+    daemon = Daemon(config, config_path=path)
+    log = logging.getLogger("cdnprobe")
+    try:
+        await serve(daemon, listen, on_listening=lambda a: log.info("listening on %s", a))
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    return EXIT_OK
+
+
+def _validate_config(args: argparse.Namespace) -> int:
+    from prober.config import load_config
+
+    config = load_config(args.file)
+    print(f"{args.file}: ok, {len(config.targets)} targets")
+    return EXIT_OK
+
+
+def _config_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from prober.config import config_schema
+
+    print(json.dumps(config_schema(), indent=2))
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    _listen(args.listen)
+    _setup_logging()
+    return run_async(_run_demo(args.listen, args.interval, args.cycles))
+
+
+async def _run_demo(listen: str, interval_s: float, cycles: int | None) -> int:
+    from prober.daemon import Daemon
+    from prober.demo import DEMO_HOST, STALE_EDGE, TRUNCATING_EDGE, MiniCdn
+    from prober.model import Report
+    from prober.render import table
+    from prober.server import serve
+    from prober.snapshot import TargetSnapshot
+
+    cdn = MiniCdn()
+    await cdn.start()
+    stop = asyncio.Event()
+    seen = 0
+    colour = sys.stdout.isatty()
+
+    def on_report(snapshot: TargetSnapshot) -> None:
+        nonlocal seen
+        seen += 1
+        if snapshot.report is not None:
+            stamp = snapshot.report.finished_at.strftime("%H:%M:%S")
+            print(f"--- cycle {seen} at {stamp} ---")
+            sys.stdout.write(table(Report(snapshot.report.finished_at, (snapshot.report,)), colour))
+            sys.stdout.flush()
+        if cycles is not None and seen >= cycles:
+            stop.set()
+
+    def banner(address: str) -> None:
+        print(
+            f"cdnprobe demo: {DEMO_HOST} has 4 edges on 127.0.0.2-5 port {cdn.edge_port} "
+            f"(DNS on 127.0.0.1:{cdn.dns_port});\n"
+            f"  {STALE_EDGE} still serves the previous Packages.gz, "
+            f"{TRUNCATING_EDGE} cuts Packages.gz short.\n"
+            f"  metrics: http://{address}/metrics   status page: http://{address}/\n"
+            "  Ctrl-C stops.",
+            flush=True,
+        )
+
+    try:
+        for attempt in (listen, listen.rpartition(":")[0] + ":0"):
+            daemon = Daemon(cdn.config(attempt, interval_s), on_report=on_report)
+            try:
+                await serve(daemon, attempt, on_listening=banner, stop=stop, grace_s=1.0)
+                return EXIT_OK
+            except OSError:
+                continue
+        raise UsageError(f"cannot listen on {listen}")
+    finally:
+        cdn.close()
+
+
+_COMMANDS = {
+    "check": _check,
+    "run": _run,
+    "validate-config": _validate_config,
+    "config-schema": _config_schema,
+    "demo": _demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,7 @@ class PastReference:
     """A body that was the reference in an earlier cycle and has since been replaced."""
 
     sha256: str
-    superseded_at: datetime
+    superseded_at: datetime | None  # None: it was the reference until this very cycle
 
 
 def parse_http_date(value: str | None) -> datetime | None:
@@ -116,11 +116,10 @@ def judge(
         return Verdict.OK, 0.0, 0
     edge_date = parse_http_date(obs.last_modified)
     lag = _lag(reference.last_modified, edge_date)
-    behind = _versions_behind(obs.sha256, past)
+    behind = _versions_behind(obs.sha256, reference.sha256, past)
     if behind is not None:
-        superseded = past[behind - 1].superseded_at
         if lag is None or lag <= 0:
-            lag = (now - superseded).total_seconds() if now else None
+            lag = _since_superseded(obs.sha256, past, now)
         return Verdict.STALE, lag, behind
     if lag is not None and lag > 0:
         return Verdict.STALE, lag, None
@@ -133,12 +132,25 @@ def _lag(reference: datetime | None, edge: datetime | None) -> float | None:
     return (reference - edge).total_seconds()
 
 
-def _versions_behind(sha256: str | None, past: Sequence[PastReference]) -> int | None:
+def _versions_behind(
+    sha256: str | None, reference: str | None, past: Sequence[PastReference]
+) -> int | None:
+    """How many references ago `sha256` was current (newest first), or None if it never was."""
     if sha256 is None:
         return None
-    for i, ref in enumerate(past):
-        if ref.sha256 == sha256:
-            return i + 1
+    older = [p.sha256 for p in past if p.sha256 != reference]
+    return older.index(sha256) + 1 if sha256 in older else None
+
+
+def _since_superseded(
+    sha256: str | None, past: Sequence[PastReference], now: datetime | None
+) -> float | None:
+    """Now minus the moment this version stopped being the reference (0 if that is now)."""
+    for entry in past:
+        if entry.sha256 == sha256:
+            if entry.superseded_at is None:
+                return 0.0
+            return (now - entry.superseded_at).total_seconds() if now else None
     return None
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from prober.compare import PastReference, compare_object
-from prober.discovery import Discoverer
+from prober.discovery import CachingDiscoverer, Discoverer
 from prober.errors import DiscoveryError
 from prober.fetch import Fetcher
 from prober.model import DnsAnswer, Edge, ObjectReport, Observation, TargetReport
@@ -54,7 +54,7 @@ def origin_url(origin_base: str, url: str) -> str:
 
 async def run_cycle(
     spec: TargetSpec,
-    discoverer: Discoverer,
+    discoverer: Discoverer | CachingDiscoverer,
     fetcher: Fetcher,
     *,
     clock: Clock = utc_now,
@@ -93,7 +93,9 @@ async def _fetch_all(
     return observed
 
 
-async def _origin_edge(spec: TargetSpec, discoverer: Discoverer) -> tuple[Edge | None, str]:
+async def _origin_edge(
+    spec: TargetSpec, discoverer: Discoverer | CachingDiscoverer
+) -> tuple[Edge | None, str]:
     """The origin is fetched by its own name: its first address, as any client would."""
     if not spec.origin:
         return None, ""

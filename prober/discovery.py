@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 from collections.abc import Sequence
 
 import dns.asyncresolver
@@ -120,3 +121,22 @@ def _describe(host: str, port: int) -> str:
 def _system_description(resolver: dns.asyncresolver.Resolver) -> str:
     names = [str(ns) for ns in resolver.nameservers]
     return "system resolver (" + ",".join(names) + ")"
+
+
+class CachingDiscoverer:
+    """Re-resolves a name at most once per `min_interval_s`; failures are never cached."""
+
+    def __init__(self, inner: Discoverer, min_interval_s: float) -> None:
+        self._inner = inner
+        self._min_interval_s = min_interval_s
+        self._answers: dict[str, tuple[float, DnsAnswer]] = {}
+        self.description = inner.description
+
+    async def resolve(self, name: str) -> DnsAnswer:
+        now = time.monotonic()
+        cached = self._answers.get(name)
+        if cached is not None and now - cached[0] < self._min_interval_s:
+            return cached[1]
+        answer = await self._inner.resolve(name)
+        self._answers[name] = (now, answer)
+        return answer

@@ -1,0 +1,249 @@
+"""YAML → frozen, validated config. Every error is one line: FILE: field.path: problem."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+
+from prober.discovery import parse_resolver
+from prober.errors import ConfigError, UsageError
+from prober.units import parse_duration, parse_size
+
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def _duration(value: Any) -> float:
+    return parse_duration(value)
+
+
+def _bounded(low: float, high: float) -> AfterValidator:
+    def check(seconds: float) -> float:
+        if seconds < low:
+            raise ValueError(f"must be at least {_fmt(low)}")
+        if seconds > high:
+            raise ValueError(f"must be at most {_fmt(high)}")
+        return seconds
+
+    return AfterValidator(check)
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+_DURATION_SCHEMA = WithJsonSchema(
+    {"anyOf": [{"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"}, {"type": "number"}]}
+)
+_SIZE_SCHEMA = WithJsonSchema(
+    {"anyOf": [{"type": "string", "pattern": r"^\d+\s*[kKmMgGtT]?i?[bB]?$"}, {"type": "integer"}]}
+)
+Interval = Annotated[float, BeforeValidator(_duration), _bounded(1, 86400), _DURATION_SCHEMA]
+Timeout = Annotated[float, BeforeValidator(_duration), _bounded(0.1, 600), _DURATION_SCHEMA]
+DnsInterval = Annotated[float, BeforeValidator(_duration), _bounded(0, 86400), _DURATION_SCHEMA]
+
+
+def _size(value: Any) -> int:
+    size = parse_size(value)
+    if size < 1:
+        raise ValueError("must be at least 1 byte")
+    return size
+
+
+Size = Annotated[int, BeforeValidator(_size), _SIZE_SCHEMA]
+
+
+def _http_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ValueError(f"not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("scheme must be http or https")
+    if not parts.hostname:
+        raise ValueError("no host name")
+    if parts.query or parts.fragment:
+        raise ValueError("a base URL takes no query or fragment; put them in paths")
+    return value
+
+
+def _path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("must start with /")
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("must not contain spaces or control characters")
+    return value
+
+
+def _resolver(value: str) -> str:
+    try:
+        parse_resolver(value)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _label_name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError("must be 1-64 characters of letters, digits, _ . : -")
+    return value
+
+
+def _listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be HOST:PORT with a port 1-65535")
+    host = host.strip("[]")
+    if host not in ("", "localhost"):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError("HOST must be an IP address, localhost or empty") from None
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+UrlPath = Annotated[str, AfterValidator(_path)]
+Resolver = Annotated[str, AfterValidator(_resolver)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetConfig(_Strict):
+    """One repository host to watch, with the paths compared across its edges."""
+
+    name: Annotated[str, AfterValidator(_label_name)]
+    url: HttpUrl = Field(description="scheme, host and port of every request")
+    paths: list[UrlPath] = Field(min_length=1, max_length=1000)
+    type: Literal["http"] = "http"
+    interval: Interval = 30.0
+    timeout: Timeout = 10.0
+    resolvers: list[Resolver] = Field(default_factory=list, max_length=8)
+    ca_file: str | None = None
+    insecure: bool = False
+    origin: HttpUrl | None = Field(default=None, description="the reference copy, by its own name")
+    max_body_size: Size = 4 << 30
+    connections_per_edge: int = Field(default=4, ge=1, le=64)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @model_validator(mode="after")
+    def _paths_unique(self) -> TargetConfig:
+        seen: set[str] = set()
+        for i, path in enumerate(self.paths):
+            if path in seen:
+                raise _FieldError(f"paths[{i}]", f"duplicate path {path!r}")
+            seen.add(path)
+        return self
+
+
+class Config(_Strict):
+    listen: Annotated[str, AfterValidator(_listen)] = "0.0.0.0:9813"
+    concurrency: int = Field(default=64, ge=1, le=10000, description="requests in flight at once")
+    dns_min_interval: DnsInterval = Field(default=5.0, description="re-resolve at most this often")
+    targets: list[TargetConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Config:
+        seen: set[str] = set()
+        for i, target in enumerate(self.targets):
+            if target.name in seen:
+                raise _FieldError(f"targets[{i}].name", f"duplicate target name {target.name!r}")
+            seen.add(target.name)
+        return self
+
+
+class _FieldError(ValueError):
+    """A model-level check that knows the field it is about."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}\x00{problem}")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; ConfigError names the file, the field and the problem."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(file, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, "", f"cannot read: {exc}") from None
+    return parse_config(text, file)
+
+
+def parse_config(text: str, file: str = "<config>") -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(file, _yaml_where(exc), _yaml_problem(exc)) from None
+    if not isinstance(data, dict):
+        raise ConfigError(file, "", "must be a YAML mapping with a 'targets' list")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(file, *_first_error(exc)) from None
+    _check_files(config, file)
+    return config
+
+
+def _check_files(config: Config, file: str) -> None:
+    for i, target in enumerate(config.targets):
+        if target.ca_file is not None and not Path(target.ca_file).is_file():
+            raise ConfigError(file, f"targets[{i}].ca_file", f"no such file: {target.ca_file}")
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    error = exc.errors(include_url=False)[0]
+    where = _location(error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if "\x00" in message:  # a _FieldError: its own field, below the model's location
+        inner, message = message.split("\x00", 1)
+        where = f"{where}.{inner}" if where else inner
+    if error["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif error["type"] == "missing":
+        message = "required field is missing"
+    elif error["type"] == "too_short":
+        message = "must not be empty"
+    return where, message
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _yaml_where(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f"line {mark.line + 1}" if mark is not None else ""
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None)
+    return f"invalid YAML: {problem or exc}".replace("\n", " ")
+
+
+def config_schema() -> dict[str, Any]:
+    return Config.model_json_schema()

@@ -1,0 +1,149 @@
+"""The daemon: one runner per configured target, safe reloads, cached exposition.
+
+Reload swaps in a new config only after all of it has parsed; a bad file keeps the old
+config running, logs one line and sets cdnprobe_config_last_reload_successful to 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from prober.config import Config, TargetConfig, load_config
+from prober.cycle import Clock, utc_now
+from prober.errors import ConfigError
+from prober.metrics import DaemonCollector, SnapshotCollector
+from prober.runner import ReportHook, TargetRunner
+from prober.snapshot import TargetSnapshot
+
+log = logging.getLogger("cdnprobe")
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | None = None,
+        clock: Clock = utc_now,
+        on_report: ReportHook | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self._clock = clock
+        self._on_report = on_report
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self.runners: dict[str, TargetRunner] = {}
+        self.reload_ok = True
+        self.reload_at: datetime | None = clock()
+        self._reload_lock = asyncio.Lock()
+        self._cached: tuple[tuple[object, ...], bytes] = ((), b"")
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(SnapshotCollector(self.snapshots))
+        self.registry.register(DaemonCollector(lambda: (self.reload_ok, self.reload_at)))
+        self.process_registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.process_registry)
+        PlatformCollector(registry=self.process_registry)
+
+    # ---- targets ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._apply(self.config, previous=None)
+
+    def snapshots(self) -> list[TargetSnapshot]:
+        return [runner.snapshot for runner in self.runners.values()]
+
+    def _new_runner(self, target: TargetConfig) -> TargetRunner:
+        return TargetRunner(
+            target,
+            slots=self._slots,
+            dns_min_interval_s=self.config.dns_min_interval,
+            clock=self._clock,
+            on_report=self._published,
+        )
+
+    def _published(self, snapshot: TargetSnapshot) -> None:
+        if self._on_report is not None:
+            self._on_report(snapshot)
+
+    def _apply(self, new: Config, previous: Config | None) -> list[TargetRunner]:
+        """Start runners for new or changed targets; returns the runners that must stop."""
+        rebuild = previous is not None and (
+            new.concurrency != previous.concurrency
+            or new.dns_min_interval != previous.dns_min_interval
+        )
+        self.config = new
+        if rebuild or previous is None:
+            self._slots = asyncio.Semaphore(new.concurrency)
+        retired = [
+            r for name, r in self.runners.items() if name not in {t.name for t in new.targets}
+        ]
+        runners: dict[str, TargetRunner] = {}
+        for target in new.targets:
+            old = self.runners.get(target.name)
+            if old is not None and old.config == target and not rebuild:
+                runners[target.name] = old
+                continue
+            runner = self._new_runner(target)
+            if old is not None:
+                if old.config.url == target.url:
+                    runner.inherit(old)
+                retired.append(old)
+            runner.start()
+            runners[target.name] = runner
+        self.runners = runners
+        return retired
+
+    # ---- reload -------------------------------------------------------------------------
+
+    async def reload(self) -> str | None:
+        """Re-read the config file; returns the error, or None when the new config is live."""
+        if self.config_path is None:
+            return "no config file to reload (demo)"
+        async with self._reload_lock:
+            try:
+                new = await asyncio.to_thread(load_config, self.config_path)
+            except ConfigError as exc:
+                self.reload_ok = False
+                log.error("config reload failed, keeping the running config: %s", exc)
+                return str(exc)
+            if new.listen != self.config.listen:
+                log.warning("listen changed to %s: takes effect on restart", new.listen)
+            retired = self._apply(new, self.config)
+            self.reload_ok, self.reload_at = True, self._clock()
+            log.info("config reloaded: %d targets", len(new.targets))
+        await asyncio.gather(*(r.drain(grace_s=0) for r in retired))
+        return None
+
+    async def stop(self, grace_s: float = 3.0) -> None:
+        await asyncio.gather(*(r.drain(grace_s) for r in self.runners.values()))
+
+    # ---- exposition ---------------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        """The text format: probe series rendered once per published cycle, process live.
+
+        Snapshots are replaced whole on every change, so "the same snapshot objects and
+        reload state as last time" means the cached bytes are still exact.
+        """
+        key = (*self.snapshots(), self.reload_ok, self.reload_at)
+        cached_key, body = self._cached
+        if len(key) != len(cached_key) or any(
+            a is not b for a, b in zip(key, cached_key, strict=True)
+        ):
+            body = generate_latest(self.registry)
+            self._cached = (key, body)
+        return body + generate_latest(self.process_registry)
+
+    @staticmethod
+    def exposition_of(snapshots: Iterable[TargetSnapshot]) -> bytes:
+        registry = CollectorRegistry(auto_describe=False)
+        listed = list(snapshots)
+        registry.register(SnapshotCollector(lambda: listed))
+        return generate_latest(registry)

@@ -1,0 +1,247 @@
+"""Target snapshots → Prometheus metric families. Pure, plus a collector for an injected registry.
+
+Metrics are a view of the last published snapshot: an edge that left DNS is simply absent
+from the next snapshot, so its series (and stale hash labels) vanish with no bookkeeping.
+Hashes and ETags appear only as labels of cdnprobe_edge_object_info.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from prober import __version__
+from prober.model import ObjectReport, Verdict
+from prober.snapshot import DURATION_BUCKETS, TargetSnapshot
+
+LAST = " (from the last probe cycle)"
+LABEL_MAX = 64
+STATE = {Verdict.OK: 0, Verdict.STALE: 1, Verdict.DIVERGENT: 2, Verdict.ERROR: 3}
+EDGE = ["target", "address", "family"]
+OBJECT = ["target", "path"]
+EDGE_OBJECT = ["target", "path", "address"]
+
+
+def label(value: str | None, limit: int = LABEL_MAX) -> str:
+    """Edge-supplied text as a bounded label: control characters escaped, cut to `limit`."""
+    if not value:
+        return ""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+    return text[:limit]
+
+
+class _Families:
+    """The metric families of one exposition, filled target by target."""
+
+    def __init__(self) -> None:
+        g, c = GaugeMetricFamily, CounterMetricFamily
+        self.edge_up = g(
+            "cdnprobe_edge_up",
+            "1 if the edge gave a complete response to every path" + LAST,
+            labels=EDGE,
+        )
+        self.match = g(
+            "cdnprobe_edge_object_match",
+            "1 if the edge's object equals the reference" + LAST,
+            labels=EDGE_OBJECT,
+        )
+        self.stale = g(
+            "cdnprobe_edge_object_stale",
+            "1 if the edge's object is an older version than the reference" + LAST,
+            labels=EDGE_OBJECT,
+        )
+        self.state = g(
+            "cdnprobe_edge_object_state",
+            "Verdict of the edge's object: 0 ok, 1 stale, 2 divergent, 3 error" + LAST,
+            labels=EDGE_OBJECT,
+        )
+        self.size = g(
+            "cdnprobe_edge_object_size_bytes",
+            "Bytes received for the object" + LAST,
+            labels=EDGE_OBJECT,
+        )
+        self.lag = g(
+            "cdnprobe_edge_object_lag_seconds",
+            "Reference Last-Modified (or when the edge's version was superseded) minus the edge's;"
+            " 0 when it matches" + LAST,
+            labels=EDGE_OBJECT,
+        )
+        self.behind = g(
+            "cdnprobe_edge_object_versions_behind",
+            "How many references ago the edge's object was current; 0 when it matches" + LAST,
+            labels=EDGE_OBJECT,
+        )
+        self.status = g(
+            "cdnprobe_edge_http_status",
+            "Last HTTP status code, 0 when none" + LAST,
+            labels=EDGE_OBJECT,
+        )
+        self.since = g(
+            "cdnprobe_edge_object_verdict_since_timestamp_seconds",
+            "When the edge's object took its current verdict" + LAST,
+            labels=EDGE_OBJECT,
+        )
+        self.recovered = g(
+            "cdnprobe_edge_object_last_recovered_timestamp_seconds",
+            "When the edge's object last went back to ok" + LAST,
+            labels=EDGE_OBJECT,
+        )
+        self.variants = g(
+            "cdnprobe_object_variants",
+            "Number of distinct variants across edges" + LAST,
+            labels=OBJECT,
+        )
+        self.divergent = g(
+            "cdnprobe_object_edges_divergent",
+            "Edges whose object is not the reference" + LAST,
+            labels=OBJECT,
+        )
+        self.info = g(
+            "cdnprobe_edge_object_info",
+            "Identity of what the edge serves: first 12 hex digits of the body hash, ETag cut to 64"
+            + LAST,
+            labels=[*EDGE_OBJECT, "sha256", "etag"],
+        )
+        self.dns = g(
+            "cdnprobe_dns_addresses",
+            "Number of addresses the name resolved to" + LAST,
+            labels=["target", "family"],
+        )
+        self.dns_up = g(
+            "cdnprobe_dns_up",
+            "1 if the name resolved to at least one address" + LAST,
+            labels=["target"],
+        )
+        self.errors = c(
+            "cdnprobe_probe_errors",
+            "Failed fetches by error reason, counted per probe cycle",
+            labels=["target", "address", "reason"],
+        )
+        self.duration = HistogramMetricFamily(
+            "cdnprobe_request_duration_seconds",
+            "Time of one edge request, body included, counted per probe cycle",
+            labels=["target"],
+        )
+        self.last = g(
+            "cdnprobe_cycle_last_timestamp_seconds",
+            "End of the last finished probe cycle",
+            labels=["target"],
+        )
+        self.cycle_s = g(
+            "cdnprobe_cycle_duration_seconds",
+            "Duration of the last finished probe cycle",
+            labels=["target"],
+        )
+        self.cycles = c("cdnprobe_cycles", "Probe cycles finished", labels=["target"])
+        self.skipped = c(
+            "cdnprobe_cycles_skipped",
+            "Probe cycles skipped because the previous one was still running",
+            labels=["target"],
+        )
+
+    def all(self) -> Iterator[Metric]:
+        yield from vars(self).values()
+
+    def add_target(self, snap: TargetSnapshot) -> None:
+        name = snap.name
+        self.cycles.add_metric([name], snap.cycles)
+        self.skipped.add_metric([name], snap.skipped)
+        for (address, reason), count in sorted(snap.errors.items()):
+            self.errors.add_metric([name, address, reason], count)
+        self._add_histogram(snap)
+        report = snap.report
+        if report is None:
+            return
+        self.last.add_metric([name], report.finished_at.timestamp())
+        self.cycle_s.add_metric([name], (report.finished_at - report.started_at).total_seconds())
+        self.dns_up.add_metric([name], 0 if report.dns_error else 1)
+        for family in (4, 6):
+            count = sum(1 for e in report.edges if e.family == family)
+            self.dns.add_metric([name, str(family)], count)
+        for edge in report.edges:
+            complete = all(_complete(o, edge.address) for o in report.objects)
+            self.edge_up.add_metric([name, edge.address, str(edge.family)], 1 if complete else 0)
+        for obj in report.objects:
+            self._add_object(snap, obj)
+
+    def _add_histogram(self, snap: TargetSnapshot) -> None:
+        bounds = [*(f"{b:g}" for b in DURATION_BUCKETS), "+Inf"]
+        buckets = list(zip(bounds, snap.durations.buckets, strict=True))
+        self.duration.add_metric([snap.name], buckets, snap.durations.total)
+
+    def _add_object(self, snap: TargetSnapshot, obj: ObjectReport) -> None:
+        name, path = snap.name, obj.path
+        self.variants.add_metric([name, path], len(obj.variants))
+        self.divergent.add_metric([name, path], len(obj.divergent_edges))
+        for r in obj.results:
+            labels = [name, path, r.edge.address]
+            obs = r.observation
+            self.match.add_metric(labels, 1 if r.verdict is Verdict.OK else 0)
+            self.stale.add_metric(labels, 1 if r.verdict is Verdict.STALE else 0)
+            self.state.add_metric(labels, STATE[r.verdict])
+            self.size.add_metric(labels, obs.bytes_read)
+            self.status.add_metric(labels, obs.status or 0)
+            if r.lag_s is not None:
+                self.lag.add_metric(labels, r.lag_s)
+            if r.versions_behind is not None:
+                self.behind.add_metric(labels, r.versions_behind)
+            sha = (obs.sha256 or "")[:12]
+            self.info.add_metric([*labels, sha, label(obs.etag)], 1)
+            state = snap.edge_states.get((path, r.edge.address))
+            if state is not None:
+                self.since.add_metric(labels, state.since.timestamp())
+                if state.last_recovered is not None:
+                    self.recovered.add_metric(labels, state.last_recovered.timestamp())
+
+
+def _complete(obj: ObjectReport, address: str) -> bool:
+    return any(r.edge.address == address and r.observation.complete for r in obj.results)
+
+
+def families(snapshots: Iterable[TargetSnapshot]) -> Iterator[Metric]:
+    out = _Families()
+    for snap in snapshots:
+        out.add_target(snap)
+    yield from out.all()
+
+
+class SnapshotCollector(Collector):
+    """Yields the families of whatever snapshots `source` returns at collect time."""
+
+    def __init__(self, source: Callable[[], Iterable[TargetSnapshot]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        return families(self._source())
+
+
+class DaemonCollector(Collector):
+    """Process-wide series: build info and the outcome of the last config reload."""
+
+    def __init__(self, reload_state: Callable[[], tuple[bool, datetime | None]]) -> None:
+        self._reload_state = reload_state
+
+    def collect(self) -> Iterator[Metric]:
+        build = GaugeMetricFamily("cdnprobe_build_info", "cdnprobe version", labels=["version"])
+        build.add_metric([__version__], 1)
+        yield build
+        ok, when = self._reload_state()
+        yield GaugeMetricFamily(
+            "cdnprobe_config_last_reload_successful",
+            "1 if the last config load or reload succeeded",
+            value=1 if ok else 0,
+        )
+        if when is not None:
+            yield GaugeMetricFamily(
+                "cdnprobe_config_last_reload_success_timestamp_seconds",
+                "When the config was last loaded successfully",
+                value=when.timestamp(),
+            )

@@ -1,0 +1,192 @@
+"""One configured target inside the daemon: its schedule, its cycles, its running totals.
+
+Cycles of one target never overlap: a tick that finds the previous cycle still running is
+skipped and counted. After each cycle a new frozen TargetSnapshot replaces the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import replace
+from types import MappingProxyType
+
+from prober.compare import PastReference
+from prober.config import TargetConfig
+from prober.cycle import Clock, TargetSpec, run_cycle, utc_now
+from prober.discovery import CachingDiscoverer, Discoverer
+from prober.fetch import Fetcher, make_ssl_context
+from prober.history import VerdictChange, VerdictTracker, VersionHistory
+from prober.model import TargetReport
+from prober.render import iso_utc, safe
+from prober.snapshot import TargetSnapshot
+
+log = logging.getLogger("cdnprobe")
+ReportHook = Callable[[TargetSnapshot], None]
+
+
+class TargetRunner:
+    def __init__(
+        self,
+        config: TargetConfig,
+        *,
+        slots: asyncio.Semaphore,
+        dns_min_interval_s: float,
+        clock: Clock = utc_now,
+        on_report: ReportHook | None = None,
+    ) -> None:
+        self.config = config
+        self.spec = TargetSpec.from_base(config.name, config.url, config.paths, config.origin)
+        discoverer = Discoverer(config.resolvers, timeout_s=min(config.timeout, 5.0))
+        self._discoverer = CachingDiscoverer(discoverer, dns_min_interval_s)
+        self._fetcher = Fetcher(
+            ssl_context=make_ssl_context(config.ca_file, config.insecure),
+            timeout_s=config.timeout,
+            max_body_bytes=config.max_body_size,
+            concurrency=slots,
+            connections_per_edge=config.connections_per_edge,
+            # Keep connections across cycles: TLS handshakes are most of a probe's cost.
+            keepalive_s=max(60.0, 2 * config.interval),
+        )
+        self._clock = clock
+        self._on_report = on_report
+        self.history = VersionHistory()
+        self.tracker = VerdictTracker()
+        self._errors: dict[tuple[str, str], int] = {}
+        self._dns_error: str | None = None
+        self.snapshot = TargetSnapshot(
+            config.name, config.host, tuple(config.paths), config.interval
+        )
+        self._cycle: asyncio.Task[TargetSnapshot] | None = None
+        self._schedule: asyncio.Task[None] | None = None
+
+    def inherit(self, old: TargetRunner) -> None:
+        """Keep what an earlier runner of the same target learnt (after a reload)."""
+        self.history = old.history
+        self.history.keep_only(set(self.snapshot.paths))
+        self.tracker = old.tracker
+        self._errors = old._errors
+        self.snapshot = replace(
+            old.snapshot, paths=self.snapshot.paths, interval_s=self.snapshot.interval_s
+        )
+
+    # ---- scheduling ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._schedule = asyncio.create_task(
+            self._run_schedule(), name=f"schedule:{self.spec.name}"
+        )
+
+    async def _run_schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.config.interval
+        # A small random offset, so targets with the same interval do not fire together.
+        await asyncio.sleep(random.uniform(0, min(interval, 10.0) / 4))
+        next_at = loop.time()
+        while True:
+            if self.running:
+                self.snapshot = replace(self.snapshot, skipped=self.snapshot.skipped + 1)
+                log.warning(
+                    "target=%s cycle skipped: the previous one is still running", self.spec.name
+                )
+            else:
+                self._start_cycle()
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+    @property
+    def running(self) -> bool:
+        return self._cycle is not None and not self._cycle.done()
+
+    def _start_cycle(self) -> asyncio.Task[TargetSnapshot]:
+        self._cycle = asyncio.create_task(self._run_cycle(), name=f"cycle:{self.spec.name}")
+        return self._cycle
+
+    async def cycle_now(self) -> TargetSnapshot:
+        """Run one cycle now, or wait for the one already running; never two at once."""
+        task = self._cycle if self.running and self._cycle else self._start_cycle()
+        return await asyncio.shield(task)
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop scheduling; let a running cycle finish within `grace_s`, then cancel it."""
+        if self._schedule is not None:
+            self._schedule.cancel()
+            await asyncio.gather(self._schedule, return_exceptions=True)
+        if self._cycle is not None and not self._cycle.done():
+            await asyncio.wait([self._cycle], timeout=grace_s)
+            self._cycle.cancel()
+            await asyncio.gather(self._cycle, return_exceptions=True)
+        await self._fetcher.close()
+
+    # ---- one cycle ----------------------------------------------------------------------
+
+    async def _run_cycle(self) -> TargetSnapshot:
+        try:
+            report = await run_cycle(
+                self.spec, self._discoverer, self._fetcher, clock=self._clock, past=self._past()
+            )
+        except Exception as exc:  # noqa: BLE001 - a bug in one cycle must not stop the daemon
+            log.error("target=%s cycle failed: %s: %s", self.spec.name, type(exc).__name__, exc)
+            return self.snapshot
+        self._publish(report)
+        if self._on_report is not None:
+            self._on_report(self.snapshot)
+        return self.snapshot
+
+    def _past(self) -> dict[str, tuple[PastReference, ...]]:
+        return {path: self.history.past(path) for path in self.snapshot.paths}
+
+    def _publish(self, report: TargetReport) -> None:
+        now = report.finished_at
+        for obj in report.objects:
+            self.history.observe(obj, now)
+        for change in self.tracker.update(report.objects, now):
+            log.info(_change_line(self.spec.name, change))
+        self._log_dns(report)
+        durations = self._count(report)
+        old = self.snapshot
+        self.snapshot = replace(
+            old,
+            report=report,
+            errors=MappingProxyType(dict(self._errors)),
+            durations=old.durations.observe(durations),
+            cycles=old.cycles + 1,
+            edge_states=MappingProxyType(dict(self.tracker.states)),
+            versions=MappingProxyType({p: self.history.versions(p) for p in old.paths}),
+        )
+
+    def _count(self, report: TargetReport) -> list[float]:
+        """Add this cycle's errors to the totals; forget edges that left DNS."""
+        present = {e.address for e in report.edges}
+        for key in [k for k in self._errors if k[0] not in present]:
+            del self._errors[key]
+        durations = []
+        for obj in report.objects:
+            for r in obj.results:
+                durations.append(r.observation.elapsed_s)
+                if r.observation.error is not None:
+                    key = (r.edge.address, str(r.observation.error))
+                    self._errors[key] = self._errors.get(key, 0) + 1
+        return durations
+
+    def _log_dns(self, report: TargetReport) -> None:
+        if report.dns_error != self._dns_error:
+            if report.dns_error:
+                log.warning("target=%s dns failed: %s", self.spec.name, report.dns_error)
+            else:
+                log.info("target=%s dns recovered: %d addresses", self.spec.name, len(report.edges))
+            self._dns_error = report.dns_error
+
+
+def _change_line(target: str, change: VerdictChange) -> str:
+    line = (
+        f"target={target} path={safe(change.path)} address={change.address} "
+        f"verdict={change.verdict} since={iso_utc(change.since)}"
+    )
+    if change.previous is not None:
+        line += f" previous={change.previous}"
+    if change.held_s is not None:
+        line += f" previous_for={change.held_s:.0f}s"
+    return line

@@ -1,0 +1,123 @@
+"""HTTP endpoints of the daemon: /metrics, /healthz, /probe, /-/reload and the status page.
+
+/probe takes a configured target's *name*, never a URL, host or address: only configured
+targets can be probed through the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from prober.cycle import utc_now
+from prober.daemon import Daemon
+from prober.statuspage import status_page
+
+DAEMON = web.AppKey("daemon", Daemon)
+log = logging.getLogger("cdnprobe")
+
+
+def make_app(daemon: Daemon) -> web.Application:
+    app = web.Application()
+    app[DAEMON] = daemon
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/probe", _probe)
+    app.router.add_post("/-/reload", _reload)
+    app.router.add_get("/", _status)
+    return app
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[DAEMON].exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def _probe(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    name = request.query.get("target", "")
+    runner = daemon.runners.get(name)
+    if runner is None:
+        return web.Response(status=404, text="unknown target: only configured targets are probed\n")
+    snapshot = await runner.cycle_now()
+    body = Daemon.exposition_of([snapshot])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _reload(request: web.Request) -> web.Response:
+    error = await request.app[DAEMON].reload()
+    if error is not None:
+        return web.Response(status=500, text=f"reload failed, old config kept: {error}\n")
+    return web.Response(text="reloaded\n")
+
+
+async def _status(request: web.Request) -> web.Response:
+    page = status_page(request.app[DAEMON].snapshots(), utc_now())
+    return web.Response(text=page, content_type="text/html")
+
+
+def split_listen(listen: str) -> tuple[str | None, int]:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    return (host or None), int(port)
+
+
+async def serve(
+    daemon: Daemon,
+    listen: str,
+    *,
+    on_listening: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+    grace_s: float = 3.0,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or `stop`); SIGHUP reloads. OSError if the port is busy."""
+    app_runner = web.AppRunner(make_app(daemon), access_log=None, handle_signals=False)
+    await app_runner.setup()
+    host, port = split_listen(listen)
+    site = web.TCPSite(app_runner, host, port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError:
+        await app_runner.cleanup()
+        raise
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[str | None]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(daemon.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    daemon.start()
+    if on_listening is not None:
+        on_listening(_bound_address(app_runner, listen))
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        log.info("stopping: draining running cycles (up to %.0fs)", grace_s)
+        await daemon.stop(grace_s)
+        await asyncio.gather(*reloads, return_exceptions=True)
+        await app_runner.cleanup()
+
+
+def _bound_address(app_runner: web.AppRunner, listen: str) -> str:
+    for address in app_runner.addresses:
+        if isinstance(address, tuple):
+            host, port = address[0], address[1]
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return listen
