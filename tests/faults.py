@@ -24,6 +24,7 @@ class FaultEdge:
     chunked_cut: chunked body closed before the last chunk.
     hang: reads the request and never answers.
     reset: sends headers and part of the body, then resets the connection.
+    markup: a complete 200 whose ETag carries HTML markup.
     """
 
     address: str
@@ -34,7 +35,8 @@ class FaultEdge:
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _server: asyncio.Server | None = None
-    _stopped: threading.Event = field(default_factory=threading.Event)
+    _stop: asyncio.Event | None = None
+    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
     def start(self) -> None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -43,13 +45,18 @@ class FaultEdge:
 
         def run() -> None:
             loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
             self._loop = loop
             self._server = loop.run_until_complete(
                 asyncio.start_server(self._handle, self.address, self.port, ssl=context)
             )
             ready.set()
-            loop.run_forever()
+            loop.run_until_complete(self._stop_requested())
             self._server.close()
+            # Stalled handlers wait on the stop event too, so they end on their own.
+            if self._handlers:
+                loop.run_until_complete(asyncio.wait(self._handlers, timeout=5))
+            loop.run_until_complete(asyncio.sleep(0.05))  # transports finish closing
             loop.run_until_complete(self._server.wait_closed())
             loop.close()
 
@@ -59,12 +66,20 @@ class FaultEdge:
             raise RuntimeError("fault edge did not start")
 
     def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    async def _stop_requested(self) -> None:
+        self._stop = asyncio.Event()
+        await self._stop.wait()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
         try:
             await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             self.requests += 1
@@ -73,6 +88,7 @@ class FaultEdge:
             pass
         finally:
             writer.transport.abort()
+            await asyncio.sleep(0)  # let the aborted transport finish closing
 
     async def _truncate(self, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 500)
@@ -84,8 +100,17 @@ class FaultEdge:
         )
         await writer.drain()
 
+    async def _markup(self, writer: asyncio.StreamWriter) -> None:
+        body = b"served by a hostile edge"
+        writer.write(
+            b'HTTP/1.1 200 OK\r\nETag: "<script>alert(1)</script>"\r\n'
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+
     async def _hang(self, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(60)
+        assert self._stop is not None
+        await asyncio.wait_for(self._stop.wait(), 60)
 
     async def _reset(self, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"z" * 1000)
