@@ -19,6 +19,7 @@ from prober.errors import ProberError, UsageError
 if TYPE_CHECKING:
     from prober.config import Config
     from prober.model import Report
+    from prober.shard import Shard
 
 T = TypeVar("T")
 EXIT_OK, EXIT_DIVERGENT, EXIT_USAGE, EXIT_UNRESOLVED = 0, 1, 2, 3
@@ -55,6 +56,12 @@ def _add_daemon_commands(commands: Any) -> None:
     )
     run.add_argument("--config", required=True, metavar="FILE", help="YAML config file")
     run.add_argument("--listen", metavar="HOST:PORT", help="overrides the config's listen")
+    run.add_argument(
+        "--shard",
+        metavar="INDEX/COUNT",
+        help="probe only the targets whose name hashes to shard INDEX of COUNT "
+        "(sha256 of the name, mod COUNT); e.g. a StatefulSet ordinal",
+    )
     validate = commands.add_parser(
         "validate-config",
         help="check a config file without running",
@@ -258,11 +265,13 @@ def _setup_logging() -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from prober.config import load_config
+    from prober.shard import Shard
 
+    shard = Shard.parse(args.shard) if args.shard else None
     config = load_config(args.config)
     listen = _listen(args.listen) if args.listen else config.listen
     _setup_logging()
-    return run_async(_serve(config, args.config, listen))
+    return run_async(_serve(config, args.config, listen, shard))
 
 
 def _listen(text: str) -> str:
@@ -277,14 +286,17 @@ def _listen(text: str) -> str:
     return text
 
 
-async def _serve(config: Config, path: str | None, listen: str) -> int:
+async def _serve(config: Config, path: str | None, listen: str, shard: Shard | None) -> int:
     import logging
 
     from prober.daemon import Daemon
     from prober.server import serve
 
-    daemon = Daemon(config, config_path=path)
+    daemon = Daemon(config, config_path=path, shard=shard)
     log = logging.getLogger("cdnprobe")
+    if shard is not None:
+        log.info("shard %d/%d: probing %d of %d targets", shard.index, shard.count,
+                 len(daemon.my_targets(config)), len(config.targets))  # fmt: skip
     try:
         await serve(daemon, listen, on_listening=lambda a: log.info("listening on %s", a))
     except OSError as exc:

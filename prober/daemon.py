@@ -20,6 +20,7 @@ from prober.cycle import Clock, utc_now
 from prober.errors import ConfigError
 from prober.metrics import DaemonCollector, SnapshotCollector
 from prober.runner import ReportHook, TargetRunner
+from prober.shard import Shard, select
 from prober.snapshot import TargetSnapshot
 
 log = logging.getLogger("cdnprobe")
@@ -31,11 +32,13 @@ class Daemon:
         config: Config,
         *,
         config_path: str | None = None,
+        shard: Shard | None = None,
         clock: Clock = utc_now,
         on_report: ReportHook | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
+        self.shard = shard
         self._clock = clock
         self._on_report = on_report
         self._slots = asyncio.Semaphore(config.concurrency)
@@ -46,7 +49,7 @@ class Daemon:
         self._cached: tuple[tuple[object, ...], bytes] = ((), b"")
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SnapshotCollector(self.snapshots))
-        self.registry.register(DaemonCollector(lambda: (self.reload_ok, self.reload_at)))
+        self.registry.register(DaemonCollector(lambda: (self.reload_ok, self.reload_at), shard))
         self.process_registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.process_registry)
         PlatformCollector(registry=self.process_registry)
@@ -100,6 +103,10 @@ class Daemon:
         self.runners = runners
         return retired
 
+    def my_targets(self, config: Config) -> list[TargetConfig]:
+        """The targets this instance probes: all, or its shard's."""
+        return select(config.targets, [t.name for t in config.targets], self.shard)
+
     # ---- reload -------------------------------------------------------------------------
 
     async def reload(self) -> str | None:
@@ -117,7 +124,9 @@ class Daemon:
                 log.warning("listen changed to %s: takes effect on restart", new.listen)
             retired = self._apply(new, self.config)
             self.reload_ok, self.reload_at = True, self._clock()
-            log.info("config reloaded: %d targets", len(new.targets))
+            log.info(
+                "config reloaded: %d targets, %d probed here", len(new.targets), len(self.runners)
+            )
         await asyncio.gather(*(r.drain(grace_s=0) for r in retired))
         return None
 

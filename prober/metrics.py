@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from prober import __version__
 from prober.model import ObjectReport, Verdict
+from prober.shard import Shard
 from prober.snapshot import DURATION_BUCKETS, TargetSnapshot
 
 LAST = " (from the last probe cycle)"
@@ -141,6 +142,11 @@ class _Families:
             labels=["target"],
         )
         self.cycles = c("cdnprobe_cycles", "Probe cycles finished", labels=["target"])
+        self.interval = g(
+            "cdnprobe_target_interval_seconds",
+            "Configured probe interval of the target",
+            labels=["target"],
+        )
         self.skipped = c(
             "cdnprobe_cycles_skipped",
             "Probe cycles skipped because the previous one was still running",
@@ -152,6 +158,7 @@ class _Families:
 
     def add_target(self, snap: TargetSnapshot) -> None:
         name = snap.name
+        self.interval.add_metric([name], snap.interval_s)
         self.cycles.add_metric([name], snap.cycles)
         self.skipped.add_metric([name], snap.skipped)
         for (address, reason), count in sorted(snap.errors.items()):
@@ -226,13 +233,24 @@ class SnapshotCollector(Collector):
 class DaemonCollector(Collector):
     """Process-wide series: build info and the outcome of the last config reload."""
 
-    def __init__(self, reload_state: Callable[[], tuple[bool, datetime | None]]) -> None:
+    def __init__(
+        self, reload_state: Callable[[], tuple[bool, datetime | None]], shard: Shard | None = None
+    ) -> None:
         self._reload_state = reload_state
+        self._shard = shard
 
     def collect(self) -> Iterator[Metric]:
         build = GaugeMetricFamily("cdnprobe_build_info", "cdnprobe version", labels=["version"])
         build.add_metric([__version__], 1)
         yield build
+        shard = GaugeMetricFamily(
+            "cdnprobe_shard_info",
+            "This instance's shard (--shard INDEX/COUNT)",
+            labels=["index", "count"],
+        )
+        index, count = (self._shard.index, self._shard.count) if self._shard else (0, 1)
+        shard.add_metric([str(index), str(count)], 1)
+        yield shard
         ok, when = self._reload_state()
         yield GaugeMetricFamily(
             "cdnprobe_config_last_reload_successful",
