@@ -25,14 +25,18 @@ class CheckOptions:
     max_body_bytes: int = 4 << 30
     concurrency: int = 64
     origin: str | None = None
+    max_edges: int = 256
 
 
-def specs_by_host(urls: tuple[str, ...], origin: str | None) -> list[TargetSpec]:
+def specs_by_host(options: CheckOptions) -> list[TargetSpec]:
     """One target per host name, URLs in the order given."""
     grouped: dict[str, list[str]] = {}
-    for url in urls:
+    for url in options.urls:
         grouped.setdefault(urlsplit(url).hostname or "", []).append(url)
-    return [TargetSpec(host, host, tuple(found), origin) for host, found in grouped.items()]
+    return [
+        TargetSpec(host, host, tuple(urls), options.origin, options.max_edges)
+        for host, urls in grouped.items()
+    ]
 
 
 def ssl_context_for(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
@@ -54,7 +58,7 @@ async def run_check(options: CheckOptions, context: ssl.SSLContext) -> Report:
         concurrency=asyncio.Semaphore(options.concurrency),
     )
     try:
-        specs = specs_by_host(options.urls, options.origin)
+        specs = specs_by_host(options)
         checked_at = utc_now()
         targets = await asyncio.gather(*(run_cycle(s, discoverer, fetcher) for s in specs))
     finally:

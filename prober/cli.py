@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from prober.config import Config
     from prober.model import Report
     from prober.shard import Shard
+    from prober.webconfig import WebConfig
 
 T = TypeVar("T")
 EXIT_OK, EXIT_DIVERGENT, EXIT_USAGE, EXIT_UNRESOLVED = 0, 1, 2, 3
@@ -56,6 +57,13 @@ def _add_daemon_commands(commands: Any) -> None:
     )
     run.add_argument("--config", required=True, metavar="FILE", help="YAML config file")
     run.add_argument("--listen", metavar="HOST:PORT", help="overrides the config's listen")
+    run.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        metavar="FILE",
+        help="TLS and basic auth for the HTTP endpoints, in the Prometheus exporters' format "
+        "(tls_server_config, basic_auth_users with bcrypt hashes)",
+    )
     run.add_argument(
         "--shard",
         metavar="INDEX/COUNT",
@@ -150,6 +158,13 @@ def _add_check(commands: Any) -> None:
         help="requests in flight at once, over all edges and URLs (default 64)",
     )
     check.add_argument(
+        "--max-edges",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="probe at most N addresses per host, the first N in address order (default 256)",
+    )
+    check.add_argument(
         "--color",
         choices=("auto", "always", "never"),
         default="auto",
@@ -226,6 +241,7 @@ def _check(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_size,
         concurrency=args.concurrency,
         origin=origin,
+        max_edges=args.max_edges,
     )
     context = ssl_context_for(options.ca_file, options.insecure)
     report = run_async(run_check(options, context))
@@ -269,9 +285,14 @@ def _run(args: argparse.Namespace) -> int:
 
     shard = Shard.parse(args.shard) if args.shard else None
     config = load_config(args.config)
+    web_config = None
+    if args.web_config:
+        from prober.webconfig import load_web_config
+
+        web_config = load_web_config(args.web_config)
     listen = _listen(args.listen) if args.listen else config.listen
     _setup_logging()
-    return run_async(_serve(config, args.config, listen, shard))
+    return run_async(_serve(config, args.config, listen, shard, web_config))
 
 
 def _listen(text: str) -> str:
@@ -286,7 +307,13 @@ def _listen(text: str) -> str:
     return text
 
 
-async def _serve(config: Config, path: str | None, listen: str, shard: Shard | None) -> int:
+async def _serve(
+    config: Config,
+    path: str | None,
+    listen: str,
+    shard: Shard | None,
+    web_config: WebConfig | None,
+) -> int:
     import logging
 
     from prober.daemon import Daemon
@@ -298,7 +325,12 @@ async def _serve(config: Config, path: str | None, listen: str, shard: Shard | N
         log.info("shard %d/%d: probing %d of %d targets", shard.index, shard.count,
                  len(daemon.my_targets(config)), len(config.targets))  # fmt: skip
     try:
-        await serve(daemon, listen, on_listening=lambda a: log.info("listening on %s", a))
+        await serve(
+            daemon,
+            listen,
+            on_listening=lambda a: log.info("listening on %s", a),
+            web_config=web_config,
+        )
     except OSError as exc:
         raise UsageError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     return EXIT_OK

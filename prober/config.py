@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -24,6 +24,7 @@ from prober.discovery import parse_resolver
 from prober.errors import ConfigError, UsageError
 from prober.units import parse_duration, parse_size
 
+M = TypeVar("M", bound=BaseModel)
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
@@ -141,6 +142,7 @@ class TargetConfig(_Strict):
     origin: HttpUrl | None = Field(default=None, description="the reference copy, by its own name")
     max_body_size: Size = 4 << 30
     connections_per_edge: int = Field(default=4, ge=1, le=64)
+    max_edges: int = Field(default=256, ge=1, le=10000, description="addresses probed at most")
 
     @property
     def host(self) -> str:
@@ -181,29 +183,36 @@ class _FieldError(ValueError):
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a config file; ConfigError names the file, the field and the problem."""
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(file, "", "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(file, "", f"cannot read: {exc}") from None
-    return parse_config(text, file)
+    return parse_config(read_text(path), str(path))
 
 
 def parse_config(text: str, file: str = "<config>") -> Config:
+    config = parse_model(text, file, Config, "must be a YAML mapping with a 'targets' list")
+    _check_files(config, file)
+    return config
+
+
+def read_text(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc}") from None
+
+
+def parse_model(text: str, file: str, model: type[M], not_a_mapping: str) -> M:
+    """YAML text → a validated model, or ConfigError with the first problem in one line."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(file, _yaml_where(exc), _yaml_problem(exc)) from None
     if not isinstance(data, dict):
-        raise ConfigError(file, "", "must be a YAML mapping with a 'targets' list")
+        raise ConfigError(file, "", not_a_mapping)
     try:
-        config = Config.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(file, *_first_error(exc)) from None
-    _check_files(config, file)
-    return config
 
 
 def _check_files(config: Config, file: str) -> None:

@@ -32,14 +32,20 @@ class TargetSpec:
     host: str
     urls: tuple[str, ...]
     origin: str | None = None
+    max_edges: int = 256
 
     @classmethod
     def from_base(
-        cls, name: str, base_url: str, paths: Sequence[str], origin: str | None = None
+        cls,
+        name: str,
+        base_url: str,
+        paths: Sequence[str],
+        origin: str | None = None,
+        max_edges: int = 256,
     ) -> TargetSpec:
         base = base_url.rstrip("/")
         host = urlsplit(base).hostname or ""
-        return cls(name, host, tuple(base + p for p in paths), origin)
+        return cls(name, host, tuple(base + p for p in paths), origin, max_edges)
 
 
 def path_of(url: str) -> str:
@@ -65,6 +71,7 @@ async def run_cycle(
         dns = await discoverer.resolve(spec.host)
     except DiscoveryError as exc:
         return TargetReport(spec.name, spec.host, None, (), started, clock(), str(exc), exc.rcode)
+    dns = _capped(dns, spec.max_edges)
     origin_edge, origin_note = await _origin_edge(spec, discoverer)
     await fetcher.forget(set(dns.edges) | ({origin_edge} if origin_edge else set()))
     observed, origins = await asyncio.gather(
@@ -126,6 +133,13 @@ def _compare(
     now: datetime,
 ) -> ObjectReport:
     return compare_object(url, spec.host, path_of(url), observed, origin, past, now)
+
+
+def _capped(dns: DnsAnswer, max_edges: int) -> DnsAnswer:
+    """Probe at most `max_edges` addresses (the first in address order, the same every cycle)."""
+    if len(dns.edges) <= max_edges:
+        return dns
+    return replace(dns, edges=dns.edges[:max_edges], dropped=dns.edges[max_edges:])
 
 
 def _with_note(report: ObjectReport, note: str) -> ObjectReport:

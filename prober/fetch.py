@@ -19,6 +19,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -95,6 +96,35 @@ class _Progress:
     location: str | None = None
     cache: tuple[tuple[str, str], ...] = ()
     headers_seen: bool = False
+    reused: bool = False  # the request went out on a pooled keep-alive connection
+
+
+class _Failed(Exception):
+    """Carries the attempt's exception out of the timeout scope to the one mapping."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+async def _on_reuse(
+    session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceConnectionReuseconnParams
+) -> None:
+    progress = context.trace_request_ctx
+    if isinstance(progress, _Progress):
+        progress.reused = True
+
+
+_REUSE_TRACE = aiohttp.TraceConfig()
+_REUSE_TRACE.on_connection_reuseconn.append(_on_reuse)
+
+
+def _stale_connection(exc: BaseException, progress: _Progress) -> bool:
+    return (
+        progress.reused
+        and not progress.headers_seen
+        and isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+    )
 
 
 def make_ssl_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
@@ -139,6 +169,7 @@ class Fetcher:
             )
             session = aiohttp.ClientSession(
                 connector=connector,
+                trace_configs=[_REUSE_TRACE],
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
                 trust_env=False,

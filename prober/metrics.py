@@ -116,6 +116,11 @@ class _Families:
             "Number of addresses the name resolved to" + LAST,
             labels=["target", "family"],
         )
+        self.dropped = g(
+            "cdnprobe_dns_addresses_dropped",
+            "Addresses resolved but not probed because of the target's max_edges" + LAST,
+            labels=["target"],
+        )
         self.dns_up = g(
             "cdnprobe_dns_up",
             "1 if the name resolved to at least one address" + LAST,
@@ -170,9 +175,11 @@ class _Families:
         self.last.add_metric([name], report.finished_at.timestamp())
         self.cycle_s.add_metric([name], (report.finished_at - report.started_at).total_seconds())
         self.dns_up.add_metric([name], 0 if report.dns_error else 1)
+        resolved = report.dns.resolved if report.dns else ()
         for family in (4, 6):
-            count = sum(1 for e in report.edges if e.family == family)
+            count = sum(1 for e in resolved if e.family == family)
             self.dns.add_metric([name, str(family)], count)
+        self.dropped.add_metric([name], len(report.dns.dropped) if report.dns else 0)
         for edge in report.edges:
             complete = all(_complete(o, edge.address) for o in report.objects)
             self.edge_up.add_metric([name, edge.address, str(edge.family)], 1 if complete else 0)

@@ -121,6 +121,11 @@ class DnsAnswer:
     edges: tuple[Edge, ...]
     resolver: str
     problems: tuple[str, ...] = ()  # e.g. "AAAA: SERVFAIL from 127.0.0.1:53"
+    dropped: tuple[Edge, ...] = ()  # resolved, but over the target's max_edges: not probed
+
+    @property
+    def resolved(self) -> tuple[Edge, ...]:
+        return self.edges + self.dropped
 
 
 @dataclass(frozen=True, slots=True)

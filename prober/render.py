@@ -41,6 +41,7 @@ def _dns_json(target: TargetReport) -> JsonObject:
         "resolver": target.dns.resolver,
         "addresses": [e.address for e in target.dns.edges],
         "problems": list(target.dns.problems),
+        "dropped": [e.address for e in target.dns.dropped],
         "error": None,
     }
 

@@ -38,7 +38,9 @@ class TargetRunner:
         on_report: ReportHook | None = None,
     ) -> None:
         self.config = config
-        self.spec = TargetSpec.from_base(config.name, config.url, config.paths, config.origin)
+        self.spec = TargetSpec.from_base(
+            config.name, config.url, config.paths, config.origin, config.max_edges
+        )
         discoverer = Discoverer(config.resolvers, timeout_s=min(config.timeout, 5.0))
         self._discoverer = CachingDiscoverer(discoverer, dns_min_interval_s)
         self._fetcher = Fetcher(

@@ -9,21 +9,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from prober.cycle import utc_now
 from prober.daemon import Daemon
 from prober.statuspage import status_page
+from prober.webconfig import BasicAuth, WebConfig, server_ssl_context
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 DAEMON = web.AppKey("daemon", Daemon)
 log = logging.getLogger("cdnprobe")
 
 
-def make_app(daemon: Daemon) -> web.Application:
-    app = web.Application()
+def make_app(daemon: Daemon, auth: BasicAuth | None = None) -> web.Application:
+    app = web.Application(middlewares=[_require(auth)] if auth else [])
     app[DAEMON] = daemon
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
@@ -31,6 +35,23 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_post("/-/reload", _reload)
     app.router.add_get("/", _status)
     return app
+
+
+def _require(auth: BasicAuth) -> Middleware:
+    @web.middleware
+    async def basic_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/healthz":
+            return await handler(request)
+        # bcrypt is slow by design: check it off the event loop, scrapes keep flowing.
+        if await asyncio.to_thread(auth.allows, request.headers.get("Authorization")):
+            return await handler(request)
+        return web.Response(
+            status=401,
+            text="Unauthorized\n",
+            headers={"WWW-Authenticate": 'Basic realm="cdnprobe"'},
+        )
+
+    return basic_auth
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -78,12 +99,16 @@ async def serve(
     on_listening: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
     grace_s: float = 3.0,
+    web_config: WebConfig | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or `stop`); SIGHUP reloads. OSError if the port is busy."""
-    app_runner = web.AppRunner(make_app(daemon), access_log=None, handle_signals=False)
+    users = web_config.basic_auth_users if web_config else {}
+    app = make_app(daemon, BasicAuth(users) if users else None)
+    app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await app_runner.setup()
     host, port = split_listen(listen)
-    site = web.TCPSite(app_runner, host, port, reuse_address=True)
+    context = server_ssl_context(web_config) if web_config else None
+    site = web.TCPSite(app_runner, host, port, reuse_address=True, ssl_context=context)
     try:
         await site.start()
     except OSError:

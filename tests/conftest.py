@@ -35,9 +35,8 @@ def lab(tmp_path: Path, ca: trustme.CA) -> Iterator[Lab]:
 def fault_edge(lab: Lab, ca: trustme.CA) -> Iterator[FaultEdgeFactory]:
     started: list[FaultEdge] = []
 
-    def start(address: str, mode: str) -> FaultEdge:
-        edge = FaultEdge(address, lab.port, mode, ca)
-        edge.start()
+    def start(address: str, mode: str, cert: trustme.LeafCert | None = None) -> FaultEdge:
+        edge = FaultEdge([address], lab.port, mode, ca, cert).start()
         started.append(edge)
         return edge
 
@@ -47,7 +46,9 @@ def fault_edge(lab: Lab, ca: trustme.CA) -> Iterator[FaultEdgeFactory]:
 
 
 class FaultEdgeFactory:  # for type hints in tests only
-    def __call__(self, address: str, mode: str) -> FaultEdge: ...
+    def __call__(
+        self, address: str, mode: str, cert: trustme.LeafCert | None = None
+    ) -> FaultEdge: ...
 
 
 def cdnprobe(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
