@@ -176,6 +176,10 @@ class Fetcher:
                 read_bufsize=READ_CHUNK,
                 timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout_s),
             )
+            # aiohttp retries every idempotent request once after a disconnect, on a fresh
+            # connection or not; that would hide an edge that drops new connections. Retry
+            # only reused connections, in _attempts. (aiohttp's own test_utils sets the same.)
+            session._retry_connection = False
             self._sessions[edge] = session
         return session
 
@@ -188,23 +192,48 @@ class Fetcher:
         await self.forget(set())
 
     async def fetch(self, edge: Edge, url: str) -> Observation:
-        progress = _Progress()
+        attempt = [_Progress()]  # the current attempt's progress, also when the timeout hits
         started = time.perf_counter()
         try:
             async with self._slots:
                 started = time.perf_counter()
                 async with asyncio.timeout(self.timeout_s):
-                    sha256 = await self._get(self._session(edge), url, progress)
+                    sha256 = await self._attempts(self._session(edge), url, attempt)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure of an edge becomes its Observation
+        except _Failed as failed:
+            progress, exc = attempt[0], failed.cause
             return _observation(
                 progress, started, error=_reason(exc, progress), detail=_detail(exc)
             )
-        return _observation(progress, started, sha256=sha256)
+        except TimeoutError as exc:
+            return _observation(attempt[0], started, error=ErrorReason.TIMEOUT, detail=_detail(exc))
+        return _observation(attempt[0], started, sha256=sha256)
+
+    async def _attempts(
+        self, session: aiohttp.ClientSession, url: str, current: list[_Progress]
+    ) -> str:
+        """One request; again on a fresh connection if a reused one was closed under it.
+
+        An edge may close an idle keep-alive connection just as we send on it. Like Go's
+        http.Transport, retry only when the connection was reused and no response had begun,
+        so an edge that really drops fresh connections is still reported.
+        """
+        for attempt in range(self._per_edge + 1):
+            progress = current[0] = _Progress()
+            try:
+                return await self._get(session, url, progress)
+            except (asyncio.CancelledError, TimeoutError):
+                raise
+            except Exception as exc:  # every failure: retried, or carried to the one mapping
+                if not (_stale_connection(exc, progress) and attempt < self._per_edge):
+                    raise _Failed(exc) from exc
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _get(self, session: aiohttp.ClientSession, url: str, progress: _Progress) -> str:
-        async with session.get(url, headers=REQUEST_HEADERS, allow_redirects=False) as response:
+        async with session.get(
+            url, headers=REQUEST_HEADERS, allow_redirects=False, trace_request_ctx=progress
+        ) as response:
             _record_headers(response, progress)
             if progress.size is not None and progress.size > self.max_body_bytes:
                 raise BodyTooLarge(f"Content-Length {progress.size} > {self.max_body_bytes}")

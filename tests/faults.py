@@ -37,6 +37,9 @@ class FaultEdge:
     status_503: 503 Service Unavailable, every time.
     every_other: `Connection: close` answers, and every second connection is dropped unanswered.
     markup: a complete 200 whose ETag carries HTML markup.
+    drop_reused: answers the first request of a connection (keep-alive) and drops the
+        connection on the second: what a client meets when an edge closes an idle connection
+        just as it is reused.
     """
 
     addresses: list[str]
@@ -104,9 +107,13 @@ class FaultEdge:
             if self.mode == "every_other" and self.connections % 2 == 0:
                 await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
                 return  # dropped without an answer
+            served = 0
             while True:  # keep-alive: one request after another on this connection
                 await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
                 self.requests += 1
+                served += 1
+                if self.mode == "drop_reused" and served > 1:
+                    return
                 keep_going = await getattr(self, "_" + self.mode)(writer)
                 if not keep_going:
                     return
@@ -133,6 +140,9 @@ class FaultEdge:
         finally:
             self.in_flight -= 1
         return True
+
+    async def _drop_reused(self, writer: asyncio.StreamWriter) -> bool:
+        return await self._ok(writer)
 
     async def _truncate(self, writer: asyncio.StreamWriter) -> bool:
         await self._send(writer, b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 500)
