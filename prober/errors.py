@@ -32,9 +32,14 @@ class ConfigError(ProberError):
     """A config file that cannot be used; the message names file, field and problem."""
 
     def __init__(self, file: str, field: str, problem: str) -> None:
-        self.file, self.field, self.problem = file, field, problem
-        where = f"{file}: {field}: " if field else f"{file}: "
-        super().__init__(where + problem)
+        self.file, self.field, self.problem = file, one_line(field), one_line(problem)
+        where = f"{file}: {self.field}: " if field else f"{file}: "
+        super().__init__(where + self.problem)
+
+
+def one_line(text: str) -> str:
+    """Text from a file or an edge, fit for a one-line message: control characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class DiscoveryError(ProberError):

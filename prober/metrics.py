@@ -19,6 +19,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from prober import __version__
+from prober.errors import one_line
 from prober.model import ObjectReport, Verdict
 from prober.shard import Shard
 from prober.snapshot import DURATION_BUCKETS, TargetSnapshot
@@ -33,10 +34,7 @@ EDGE_OBJECT = ["target", "path", "address"]
 
 def label(value: str | None, limit: int = LABEL_MAX) -> str:
     """Edge-supplied text as a bounded label: control characters escaped, cut to `limit`."""
-    if not value:
-        return ""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
-    return text[:limit]
+    return one_line(value)[:limit] if value else ""
 
 
 class _Families:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from prober.errors import one_line
 from prober.model import EdgeResult, ObjectReport, Report, TargetReport, Variant, Verdict
 
 JsonObject = dict[str, Any]
@@ -237,6 +238,5 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def safe(text: str) -> str:
-    """Edge-supplied text for a terminal: control characters shown escaped, never executed."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+# Edge-supplied text for a terminal: control characters shown escaped, never executed.
+safe = one_line

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -53,10 +54,12 @@ def parse(text: str) -> Scrape:
     return scrape
 
 
-def http(url: str, method: str = "GET", timeout: float = 30) -> tuple[int, str]:
+def http(
+    url: str, method: str = "GET", timeout: float = 30, context: ssl.SSLContext | None = None
+) -> tuple[int, str]:
     request = urllib.request.Request(url, method=method)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -68,28 +71,30 @@ class RunningDaemon:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> RunningDaemon:
+    def start(self, scheme: str = "http", context: ssl.SSLContext | None = None) -> RunningDaemon:
         self.port = self.port or free_port()
         self.log_path = self.config_path.with_suffix(".log")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         argv = [sys.executable, "-m", "prober", "run", "--config", str(self.config_path),
-                "--listen", f"127.0.0.1:{self.port}"]  # fmt: skip
+                "--listen", f"127.0.0.1:{self.port}", *self.extra_args]  # fmt: skip
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        wait_until(lambda: self._healthy(), timeout_s=15, what="daemon /healthz")
+        wait_until(lambda: self._healthy(scheme, context), timeout_s=15, what="daemon /healthz")
         return self
 
-    def _healthy(self) -> bool:
+    def _healthy(self, scheme: str = "http", context: ssl.SSLContext | None = None) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.log()}")
         try:
-            return http(self.base + "/healthz", timeout=2)[0] == 200
+            url = f"{scheme}://127.0.0.1:{self.port}/healthz"
+            return http(url, timeout=2, context=context)[0] == 200
         except OSError:
             return False
 
