@@ -8,6 +8,7 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from prober.aptcycle import AptSpec, run_apt_cycle
 from prober.cycle import TargetSpec, run_cycle, utc_now
 from prober.discovery import Discoverer
 from prober.errors import UsageError
@@ -49,7 +50,7 @@ def ssl_context_for(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
         raise UsageError(f"--ca-file {ca_file}: not a usable CA bundle ({exc})") from None
 
 
-async def run_check(options: CheckOptions, context: ssl.SSLContext) -> Report:
+def _tools(options: CheckOptions, context: ssl.SSLContext) -> tuple[Discoverer, Fetcher]:
     discoverer = Discoverer(options.resolvers, timeout_s=min(options.timeout_s, 5.0))
     fetcher = Fetcher(
         ssl_context=context,
@@ -57,6 +58,21 @@ async def run_check(options: CheckOptions, context: ssl.SSLContext) -> Report:
         max_body_bytes=options.max_body_bytes,
         concurrency=asyncio.Semaphore(options.concurrency),
     )
+    return discoverer, fetcher
+
+
+async def run_apt_check(spec: AptSpec, options: CheckOptions, context: ssl.SSLContext) -> Report:
+    discoverer, fetcher = _tools(options, context)
+    try:
+        checked_at = utc_now()
+        target = await run_apt_cycle(spec, discoverer, fetcher)
+    finally:
+        await fetcher.close()
+    return Report(checked_at, (target,))
+
+
+async def run_check(options: CheckOptions, context: ssl.SSLContext) -> Report:
+    discoverer, fetcher = _tools(options, context)
     try:
         specs = specs_by_host(options)
         checked_at = utc_now()

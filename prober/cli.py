@@ -117,7 +117,7 @@ def _add_check(commands: Any) -> None:
             "3: a name resolved to no address."
         ),
     )
-    check.add_argument("urls", nargs="+", metavar="URL", help="http(s) URL to check on every edge")
+    check.add_argument("urls", nargs="*", metavar="URL", help="http(s) URL to check on every edge")
     check.add_argument(
         "--resolver",
         action="append",
@@ -163,6 +163,25 @@ def _add_check(commands: Any) -> None:
         default=256,
         metavar="N",
         help="probe at most N addresses per host, the first N in address order (default 256)",
+    )
+    apt = check.add_argument_group(
+        "APT repositories",
+        "--apt BASE_URL --suite SUITE: on every edge, InRelease (or Release) and every index it "
+        "lists, fetched from that same edge and checked against that edge's Release, as "
+        "apt-get update would. Exit 1 when apt would fail on an edge or an edge is stale.",
+    )
+    apt.add_argument(
+        "--apt", metavar="BASE_URL", help="repository root (the folder holding dists/)"
+    )
+    apt.add_argument("--suite", action="append", default=[], metavar="SUITE", help="e.g. bookworm")
+    apt.add_argument("--component", action="append", default=[], metavar="C", help="default: all")
+    apt.add_argument("--arch", action="append", default=[], metavar="A", help="default: all")
+    apt.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="NAME=VERSION",
+        help="a package version that must be in the indexes of every edge",
     )
     check.add_argument(
         "--color",
@@ -231,6 +250,12 @@ def _check(args: argparse.Namespace) -> int:
     from prober.check import CheckOptions, run_check, ssl_context_for
 
     urls = [check_url(u) for u in args.urls]
+    if bool(args.apt) == bool(urls):
+        raise UsageError("give URLs to check, or --apt BASE_URL --suite SUITE (not both)")
+    if args.apt and not args.suite:
+        raise UsageError("--apt needs at least one --suite")
+    if not args.apt and (args.suite or args.component or args.arch or args.expect):
+        raise UsageError("--suite, --component, --arch and --expect go with --apt")
     origin = check_url(args.origin, "--origin URL") if args.origin else None
     options = CheckOptions(
         urls=tuple(urls),
@@ -244,7 +269,23 @@ def _check(args: argparse.Namespace) -> int:
         max_edges=args.max_edges,
     )
     context = ssl_context_for(options.ca_file, options.insecure)
-    report = run_async(run_check(options, context))
+    if args.apt:
+        from prober.aptcycle import AptSpec
+        from prober.check import run_apt_check
+        from prober.validators.apt import parse_expect
+
+        try:
+            expect = tuple(parse_expect(args.expect))
+        except ValueError as exc:
+            raise UsageError(f"--expect: {exc}") from None
+        spec = AptSpec(
+            name=check_url(args.apt, "--apt BASE_URL"), base_url=args.apt, suites=tuple(args.suite),
+            components=tuple(args.component), architectures=tuple(args.arch), expect=expect,
+            max_edges=args.max_edges,
+        )  # fmt: skip
+        report = run_async(run_apt_check(spec, options, context))
+    else:
+        report = run_async(run_check(options, context))
     if args.json:
         from prober.render import dumps
 

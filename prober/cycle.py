@@ -71,7 +71,7 @@ async def run_cycle(
         dns = await discoverer.resolve(spec.host)
     except DiscoveryError as exc:
         return TargetReport(spec.name, spec.host, None, (), started, clock(), str(exc), exc.rcode)
-    dns = _capped(dns, spec.max_edges)
+    dns = cap_edges(dns, spec.max_edges)
     origin_edge, origin_note = await _origin_edge(spec, discoverer)
     await fetcher.forget(set(dns.edges) | ({origin_edge} if origin_edge else set()))
     observed, origins = await asyncio.gather(
@@ -135,7 +135,7 @@ def _compare(
     return compare_object(url, spec.host, path_of(url), observed, origin, past, now)
 
 
-def _capped(dns: DnsAnswer, max_edges: int) -> DnsAnswer:
+def cap_edges(dns: DnsAnswer, max_edges: int) -> DnsAnswer:
     """Probe at most `max_edges` addresses (the first in address order, the same every cycle)."""
     if len(dns.edges) <= max_edges:
         return dns

@@ -17,9 +17,9 @@ import hashlib
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -49,6 +49,28 @@ REQUEST_HEADERS = {
     "Accept-Encoding": "identity",
     "User-Agent": f"cdnprobe/{__version__}",
 }
+
+
+class Sink(Protocol):
+    """Something that sees a body as it streams (besides the SHA-256)."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+
+S = TypeVar("S", bound=Sink)
+
+
+class BufferSink:
+    """Keeps a body in memory, up to `limit` bytes (for small files that must be parsed)."""
+
+    def __init__(self, limit: int = 16 << 20) -> None:
+        self.limit, self.data, self.overflow = limit, bytearray(), False
+
+    def feed(self, chunk: bytes) -> None:
+        if len(self.data) + len(chunk) > self.limit:
+            self.overflow = True
+            return
+        self.data += chunk
 
 
 class PinnedResolver(AbstractResolver):
@@ -192,26 +214,48 @@ class Fetcher:
         await self.forget(set())
 
     async def fetch(self, edge: Edge, url: str) -> Observation:
+        observation, _ = await self.fetch_into(edge, url, None)
+        return observation
+
+    async def fetch_into(
+        self, edge: Edge, url: str, make_sink: Callable[[], S] | None
+    ) -> tuple[Observation, S | None]:
+        """fetch, also feeding every body chunk to a sink made fresh for each attempt
+        (e.g. a decompressing counter); returns the sink of the attempt that counted."""
+        observation, sinks = await self._fetch(edge, url, make_sink)
+        return observation, sinks[-1] if sinks else None
+
+    async def _fetch(
+        self, edge: Edge, url: str, make_sink: Callable[[], S] | None
+    ) -> tuple[Observation, list[S]]:
+        sinks: list[S] = []
         attempt = [_Progress()]  # the current attempt's progress, also when the timeout hits
         started = time.perf_counter()
         try:
             async with self._slots:
                 started = time.perf_counter()
                 async with asyncio.timeout(self.timeout_s):
-                    sha256 = await self._attempts(self._session(edge), url, attempt)
+                    sha256 = await self._attempts(
+                        self._session(edge), url, attempt, sinks, make_sink
+                    )
         except asyncio.CancelledError:
             raise
         except _Failed as failed:
             progress, exc = attempt[0], failed.cause
-            return _observation(
-                progress, started, error=_reason(exc, progress), detail=_detail(exc)
-            )
+            error, detail = _reason(exc, progress), _detail(exc)
+            return _observation(progress, started, error=error, detail=detail), sinks
         except TimeoutError as exc:
-            return _observation(attempt[0], started, error=ErrorReason.TIMEOUT, detail=_detail(exc))
-        return _observation(attempt[0], started, sha256=sha256)
+            error, detail = ErrorReason.TIMEOUT, _detail(exc)
+            return _observation(attempt[0], started, error=error, detail=detail), sinks
+        return _observation(attempt[0], started, sha256=sha256), sinks
 
     async def _attempts(
-        self, session: aiohttp.ClientSession, url: str, current: list[_Progress]
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        current: list[_Progress],
+        sinks: list[S],
+        make_sink: Callable[[], S] | None,
     ) -> str:
         """One request; again on a fresh connection if a reused one was closed under it.
 
@@ -221,8 +265,11 @@ class Fetcher:
         """
         for attempt in range(self._per_edge + 1):
             progress = current[0] = _Progress()
+            sink = make_sink() if make_sink else None
+            if sink is not None:
+                sinks.append(sink)
             try:
-                return await self._get(session, url, progress)
+                return await self._get(session, url, progress, sink)
             except (asyncio.CancelledError, TimeoutError):
                 raise
             except Exception as exc:  # every failure: retried, or carried to the one mapping
@@ -230,7 +277,9 @@ class Fetcher:
                     raise _Failed(exc) from exc
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    async def _get(self, session: aiohttp.ClientSession, url: str, progress: _Progress) -> str:
+    async def _get(
+        self, session: aiohttp.ClientSession, url: str, progress: _Progress, sink: Sink | None
+    ) -> str:
         async with session.get(
             url, headers=REQUEST_HEADERS, allow_redirects=False, trace_request_ctx=progress
         ) as response:
@@ -244,6 +293,8 @@ class Fetcher:
                 if progress.bytes_read > self.max_body_bytes:
                     raise BodyTooLarge(f"body over {self.max_body_bytes} bytes")
                 digest.update(chunk)
+                if sink is not None:
+                    sink.feed(chunk)
             if progress.size is not None and progress.bytes_read < progress.size:
                 raise BodyTruncated(f"{progress.bytes_read} of {progress.size} bytes")
             return digest.hexdigest()

@@ -90,6 +90,70 @@ class ReferenceSource(StrEnum):
     NONE = "none"
 
 
+# ---- APT (validators/apt.py fills these) -------------------------------------------------
+
+
+class Problem(StrEnum):
+    SIZE_MISMATCH = "size_mismatch"
+    HASH_MISMATCH = "hash_mismatch"
+    MISSING = "missing"
+    FETCH_ERROR = "fetch_error"
+    EXPIRED = "expired"
+    BY_HASH_MISSING = "by_hash_missing"
+    EXPECTED_PACKAGE_MISSING = "expected_package_missing"
+    BAD_RELEASE = "bad_release"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexFile:
+    path: str  # relative to dists/SUITE, e.g. main/binary-amd64/Packages.gz
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    date: datetime | None
+    date_text: str | None
+    valid_until: datetime | None
+    valid_until_text: str | None
+    acquire_by_hash: bool
+    components: tuple[str, ...]
+    architectures: tuple[str, ...]
+    files: dict[str, IndexFile]
+    signed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedIndex:
+    """What one edge served for one index path: status, bytes, hash, or the error word."""
+
+    status: int | None
+    bytes_read: int
+    sha256: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AptProblem:
+    file: str
+    reason: Problem
+    expected_size: int | None = None
+    size: int | None = None
+    expected_sha256: str | None = None
+    sha256: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AptEdgeResult:
+    release: Release | None
+    problems: tuple[AptProblem, ...]
+    would_fail: bool
+    packages: dict[str, int]
+    index_match: dict[str, bool]  # index path → matches this edge's Release
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectReport:
     """One object (URL) compared across every edge."""
@@ -103,6 +167,11 @@ class ObjectReport:
     reference_source: ReferenceSource
     origin: Observation | None = None
     notes: tuple[str, ...] = ()
+    suite: str | None = None  # APT: the suite whose InRelease this object is
+    apt: tuple[tuple[str, AptEdgeResult], ...] = ()  # APT: (address, result) per edge
+
+    def apt_result(self, address: str) -> AptEdgeResult | None:
+        return next((r for a, r in self.apt if a == address), None)
 
     @property
     def consistent(self) -> bool:

@@ -8,7 +8,17 @@ from datetime import datetime
 from typing import Any
 
 from prober.errors import one_line
-from prober.model import EdgeResult, ObjectReport, Report, TargetReport, Variant, Verdict
+from prober.model import (
+    AptEdgeResult,
+    AptProblem,
+    EdgeResult,
+    ObjectReport,
+    Problem,
+    Report,
+    TargetReport,
+    Variant,
+    Verdict,
+)
 
 JsonObject = dict[str, Any]
 
@@ -61,7 +71,7 @@ def _unresolved_entry(target: TargetReport, dns: JsonObject) -> JsonObject:
 
 
 def object_json(obj: ObjectReport) -> JsonObject:
-    return {
+    doc: JsonObject = {
         "url": obj.url,
         "host": obj.host,
         "consistent": obj.consistent,
@@ -70,6 +80,34 @@ def object_json(obj: ObjectReport) -> JsonObject:
         "edges": [edge_json(r) for r in obj.results],
         "notes": list(obj.notes),
     }
+    if obj.suite is not None:
+        doc["suite"] = obj.suite
+        for edge in doc["edges"]:
+            result = obj.apt_result(edge["address"])
+            edge["apt"] = apt_json(result) if result else None
+    return doc
+
+
+def apt_json(result: AptEdgeResult) -> JsonObject:
+    release = result.release
+    return {
+        "release_date": release.date_text if release else None,
+        "valid_until": release.valid_until_text if release else None,
+        "signed": release.signed if release else None,
+        "acquire_by_hash": release.acquire_by_hash if release else None,
+        "would_fail": result.would_fail,
+        "problems": [_problem_json(p) for p in result.problems],
+        "packages": dict(result.packages),
+    }
+
+
+def _problem_json(problem: AptProblem) -> JsonObject:
+    doc: JsonObject = {"file": problem.file, "reason": str(problem.reason)}
+    for key in ("expected_size", "size", "expected_sha256", "sha256", "detail"):
+        value = getattr(problem, key)
+        if value is not None:
+            doc[key] = value
+    return doc
 
 
 def _reference_json(obj: ObjectReport) -> JsonObject | None:
@@ -143,6 +181,7 @@ def object_table(obj: ObjectReport, colour: bool = False) -> str:
             line = f"\x1b[{_COLOURS[ordered[n - 1].verdict]}m{line}\x1b[0m"
         lines.append(line)
     lines.extend(f"  note: {safe(note)}" for note in obj.notes)
+    lines.extend(f"  {safe(line)}" for line in apt_lines(obj))
     lines.append("  => " + conclusion(obj))
     return "\n".join(lines)
 
@@ -190,6 +229,39 @@ def _verdict_text(result: EdgeResult) -> str:
     if result.verdict is Verdict.STALE and result.lag_s is not None:
         return f"stale ({_duration(result.lag_s)} behind)"
     return str(result.verdict)
+
+
+def apt_lines(obj: ObjectReport) -> list[str]:
+    """One line per edge with an APT problem: what apt-get update will say there."""
+    lines = []
+    for address, result in obj.apt:
+        if not result.problems:
+            continue
+        first = result.problems[0]
+        more = f" (+{len(result.problems) - 1} more)" if len(result.problems) > 1 else ""
+        outcome = "apt-get update fails" if result.would_fail else "apt-get update passes, but"
+        lines.append(f"{address}: {outcome}: {client_message(first)}{more}")
+    return lines
+
+
+def client_message(problem: AptProblem) -> str:
+    """The problem in the words a client shows."""
+    name = problem.file
+    if problem.reason is Problem.SIZE_MISMATCH:
+        sizes = f"{problem.size} != {problem.expected_size}"
+        return f"{name}: File has unexpected size ({sizes}). Mirror sync in progress?"
+    if problem.reason is Problem.HASH_MISMATCH:
+        hashes = f"{(problem.sha256 or '')[:12]} != {(problem.expected_sha256 or '')[:12]}"
+        return f"{name}: Hash Sum mismatch (sha256 {hashes})"
+    if problem.reason in (Problem.MISSING, Problem.FETCH_ERROR):
+        return f"{name}: Failed to fetch ({problem.detail})"
+    if problem.reason is Problem.EXPIRED:
+        return f"Release file is expired ({problem.detail})"
+    if problem.reason is Problem.BY_HASH_MISSING:
+        return f"{name} is missing or wrong: clients using Acquire-By-Hash cannot fetch it"
+    if problem.reason is Problem.EXPECTED_PACKAGE_MISSING:
+        return f"package {problem.detail} is not in the index"
+    return f"{name}: {problem.reason} ({problem.detail})"
 
 
 def conclusion(obj: ObjectReport) -> str:

@@ -94,6 +94,7 @@ class Lab:
     nginx: subprocess.Popen[bytes] | None = None
     dnsmasq: subprocess.Popen[bytes] | None = None
     dns_records: dict[str, list[str]] = field(default_factory=dict)
+    http_port: int = 0  # when set, every edge also serves its files over plain HTTP there
 
     # ---- files --------------------------------------------------------------------------
 
@@ -235,6 +236,14 @@ http {{
         )
         gzip = "gzip on; gzip_types *; gzip_min_length 1;" if edge.gzip else ""
         root = self.root
+        plain = ""
+        if self.http_port:
+            host = f"[{edge.address}]" if ":" in edge.address else edge.address
+            plain = f"""
+    server {{
+        listen {host}:{self.http_port} default_server;
+        root {self.docroot(edge.address)};
+    }}"""
         return f"""
     server {{
         listen {listen} ssl default_server;
@@ -251,7 +260,7 @@ http {{
         {gzip}
         location = /stub_status {{ stub_status; }}
         location = /moved {{ return 301 https://elsewhere.test/; }}
-    }}"""
+    }}{plain}"""
 
 
 def _free_dns_port() -> int:

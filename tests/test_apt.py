@@ -1,0 +1,176 @@
+"""APT: cdnprobe against a real aptly repository on nginx edges, checked against the real
+`apt-get update` on each edge: cdnprobe flags exactly the edges where apt fails, with the
+same kind of failure, and none where apt succeeds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from tests.aptrepo import INDEX, Published, apt_get_update, publish_two_versions
+from tests.conftest import cdnprobe
+from tests.lab import HOST, EdgeSpec, Lab, free_port
+
+GOOD, OLD, SIZE, HASH, GZ_ONLY = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "::1"
+EDGES = (GOOD, OLD, SIZE, HASH, GZ_ONLY)
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
+    return publish_two_versions(tmp_path_factory.mktemp("aptly"))
+
+
+def stage(lab: Lab, published: Published) -> None:
+    """Each edge gets the repository in one state."""
+    trees = {
+        GOOD: published.v2,
+        OLD: published.v1,
+        SIZE: published.v2,
+        HASH: published.v2,
+        GZ_ONLY: published.v2,
+    }
+    for address, tree in trees.items():
+        shutil.rmtree(lab.docroot(address), ignore_errors=True)
+        shutil.copytree(tree, lab.docroot(address))
+    # mixed: the new Release, but the old Packages.bz2 (the compression apt fetches)
+    shutil.copy(published.v1 / INDEX / "Packages.bz2", lab.docroot(SIZE) / INDEX / "Packages.bz2")
+    # corrupt: same size, other bytes
+    corrupt = lab.docroot(HASH) / INDEX / "Packages.bz2"
+    data = bytearray(corrupt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    # mixed, but only in a compression apt does not fetch
+    shutil.copy(published.v1 / INDEX / "Packages.gz", lab.docroot(GZ_ONLY) / INDEX / "Packages.gz")
+
+
+@pytest.fixture
+def apt_lab(tmp_path: Path, ca: trustme.CA, published: Published) -> Iterator[Lab]:
+    lab = Lab(tmp_path / "lab", ca, [EdgeSpec(a) for a in EDGES])
+    lab.http_port = free_port(["127.0.0.2"])
+    lab.start()
+    try:
+        stage(lab, published)
+        yield lab
+    finally:
+        lab.stop()
+
+
+def check_apt(lab: Lab, *extra: str) -> tuple[int, dict[str, Any]]:
+    proc = cdnprobe(
+        "check", "--apt", f"http://{HOST}:{lab.http_port}/", "--suite", "stable",
+        "--resolver", lab.resolver, "--json", *extra,
+    )  # fmt: skip
+    assert proc.stderr == ""
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_cdnprobe_flags_exactly_the_edges_apt_fails_on(apt_lab: Lab, tmp_path: Path) -> None:
+    code, doc = check_apt(apt_lab)
+    (target,) = doc["targets"]
+    edges = {e["address"]: e for e in target["edges"]}
+    for address in EDGES:
+        host = f"[{address}]" if ":" in address else address
+        apt = apt_get_update(tmp_path / f"apt-{address}", f"http://{host}:{apt_lab.http_port}/")
+        verdict = edges[address]["apt"]
+        assert verdict["would_fail"] == (not apt.ok), (address, apt.output, verdict)
+        if not apt.ok:
+            fetched = [p for p in verdict["problems"] if p["file"].endswith("Packages.bz2")]
+            assert fetched and fetched[0]["reason"] == apt.failure, (address, apt.output)
+    assert code == 1
+
+
+def test_verdicts_and_problems_per_edge(apt_lab: Lab) -> None:
+    _, doc = check_apt(apt_lab)
+    (target,) = doc["targets"]
+    assert target["url"] == f"http://{HOST}:{apt_lab.http_port}/dists/stable/InRelease"
+    edges = {e["address"]: e for e in target["edges"]}
+    assert {a: e["verdict"] for a, e in edges.items()} == {
+        GOOD: "ok", OLD: "stale", SIZE: "divergent", HASH: "divergent", GZ_ONLY: "ok",
+    }  # fmt: skip
+    assert edges[OLD]["lag_seconds"] >= 1
+    assert edges[OLD]["apt"]["would_fail"] is False
+    good = edges[GOOD]["apt"]
+    assert good["problems"] == [] and good["signed"] is False and good["acquire_by_hash"] is False
+    assert good["release_date"].endswith("UTC") and good["valid_until"] is None
+    assert good["packages"] == {"main/binary-amd64/Packages": 2}
+    assert edges[OLD]["apt"]["packages"] == {"main/binary-amd64/Packages": 1}
+    (size,) = edges[SIZE]["apt"]["problems"]
+    assert size["file"] == "main/binary-amd64/Packages.bz2" and size["reason"] == "size_mismatch"
+    assert size["expected_size"] != size["size"]
+    (digest,) = edges[HASH]["apt"]["problems"]
+    assert digest["reason"] == "hash_mismatch" and digest["expected_size"] == digest["size"]
+    (gz,) = edges[GZ_ONLY]["apt"]["problems"]
+    assert (
+        gz["file"] == "main/binary-amd64/Packages.gz"
+        and edges[GZ_ONLY]["apt"]["would_fail"] is False
+    )
+
+
+def test_table_says_what_apt_will_say(apt_lab: Lab) -> None:
+    proc = cdnprobe(
+        "check",
+        "--apt",
+        f"http://{HOST}:{apt_lab.http_port}/",
+        "--suite",
+        "stable",
+        "--resolver",
+        apt_lab.resolver,
+    )
+    assert proc.returncode == 1
+    assert (
+        f"{SIZE}: apt-get update fails: main/binary-amd64/Packages.bz2: File has unexpected size"
+        in proc.stdout
+    )
+    assert (
+        f"{HASH}: apt-get update fails: main/binary-amd64/Packages.bz2: Hash Sum mismatch"
+        in proc.stdout
+    )
+    assert f"{GZ_ONLY}: apt-get update passes, but: main/binary-amd64/Packages.gz" in proc.stdout
+
+
+def test_expected_package_missing_on_an_edge(apt_lab: Lab) -> None:
+    """--expect world-cdn=1.0: the edge still on version 1 lacks the upload."""
+    _, doc = check_apt(apt_lab, "--expect", "world-cdn=1.0", "--expect", "hello-cdn=2.0")
+    edges = {e["address"]: e for e in doc["targets"][0]["edges"]}
+    missing = [
+        p["detail"]
+        for p in edges[OLD]["apt"]["problems"]
+        if p["reason"] == "expected_package_missing"
+    ]
+    assert missing == ["world-cdn=1.0", "hello-cdn=2.0"]
+    assert not [
+        p for p in edges[GOOD]["apt"]["problems"] if p["reason"] == "expected_package_missing"
+    ]
+
+
+def test_consistent_repository_exits_0(apt_lab: Lab, published: Published) -> None:
+    for address in EDGES:
+        shutil.rmtree(apt_lab.docroot(address))
+        shutil.copytree(published.v2, apt_lab.docroot(address))
+    code, doc = check_apt(apt_lab, "--expect", "world-cdn=1.0")
+    assert code == 0
+    assert {e["verdict"] for e in doc["targets"][0]["edges"]} == {"ok"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["check", "--apt", "http://repo.test/"], "--apt needs at least one --suite"),
+        (["check", "--suite", "stable", "http://repo.test/x"], "go with --apt"),
+        (
+            ["check", "--apt", "http://repo.test/", "--suite", "s", "--expect", "nover"],
+            "--expect: expected name=version",
+        ),
+        (["check", "--apt", "ftp://repo.test/", "--suite", "s"], "scheme must be http or https"),
+    ],
+)
+def test_bad_apt_usage_exits_2(argv: list[str], needle: str) -> None:
+    proc = cdnprobe(*argv)
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 1 and needle in proc.stderr
