@@ -23,6 +23,7 @@ from pydantic import (
 from prober.discovery import parse_resolver
 from prober.errors import ConfigError, UsageError
 from prober.units import parse_duration, parse_size
+from prober.validators.apt import parse_expect
 
 M = TypeVar("M", bound=BaseModel)
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -118,7 +119,21 @@ def _listen(value: str) -> str:
     return value
 
 
+def _word(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+~/-]{0,99}", value):
+        raise ValueError("must be a plain name (letters, digits, _ . + ~ / -)")
+    return value
+
+
+def _expectation(value: str) -> str:
+    parse_expect([value])
+    return value
+
+
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Word = Annotated[str, AfterValidator(_word)]
+Suite = Word
+Expectation = Annotated[str, AfterValidator(_expectation)]
 UrlPath = Annotated[str, AfterValidator(_path)]
 Resolver = Annotated[str, AfterValidator(_resolver)]
 
@@ -132,8 +147,14 @@ class TargetConfig(_Strict):
 
     name: Annotated[str, AfterValidator(_label_name)]
     url: HttpUrl = Field(description="scheme, host and port of every request")
-    paths: list[UrlPath] = Field(min_length=1, max_length=1000)
-    type: Literal["http"] = "http"
+    type: Literal["http", "apt"] = "http"
+    paths: list[UrlPath] = Field(default_factory=list, max_length=1000)
+    suites: list[Suite] = Field(default_factory=list, max_length=100, description="type apt")
+    components: list[Word] = Field(default_factory=list, description="type apt; default: all")
+    architectures: list[Word] = Field(default_factory=list, description="type apt; default: all")
+    expect: list[Expectation] = Field(
+        default_factory=list, description="type apt: name=version that every edge must list"
+    )
     interval: Interval = 30.0
     timeout: Timeout = 10.0
     resolvers: list[Resolver] = Field(default_factory=list, max_length=8)
@@ -150,6 +171,12 @@ class TargetConfig(_Strict):
 
     @model_validator(mode="after")
     def _paths_unique(self) -> TargetConfig:
+        if self.type == "http" and not self.paths:
+            raise _FieldError("paths", "required for type http: the paths to compare")
+        if self.type == "apt" and not self.suites:
+            raise _FieldError("suites", "required for type apt, e.g. [bookworm]")
+        if self.type == "apt" and self.paths:
+            raise _FieldError("paths", "not used by type apt: the indexes come from each Release")
         seen: set[str] = set()
         for i, path in enumerate(self.paths):
             if path in seen:

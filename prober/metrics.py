@@ -155,6 +155,44 @@ class _Families:
             "Probe cycles skipped because the previous one was still running",
             labels=["target"],
         )
+        suite_edge, suite_file = (
+            ["target", "suite", "address"],
+            ["target", "suite", "file", "address"],
+        )
+        self.apt_match = g(
+            "cdnprobe_apt_index_match",
+            "1 if the index file the edge served matches the size and SHA-256 in that edge's"
+            " own Release" + LAST,
+            labels=suite_file,
+        )
+        self.apt_fail = g(
+            "cdnprobe_apt_edge_would_fail",
+            "1 if apt-get update against this edge alone would fail for the selected indexes"
+            + LAST,
+            labels=suite_edge,
+        )
+        self.apt_date = g(
+            "cdnprobe_apt_release_timestamp_seconds",
+            "Date of the edge's Release, as a Unix timestamp" + LAST,
+            labels=suite_edge,
+        )
+        self.apt_valid = g(
+            "cdnprobe_apt_release_valid_until_seconds",
+            "Valid-Until of the edge's Release, as a Unix timestamp (absent when it has none)"
+            + LAST,
+            labels=suite_edge,
+        )
+        self.apt_packages = g(
+            "cdnprobe_apt_packages",
+            "Packages in the index apt reads, per edge" + LAST,
+            labels=suite_file,
+        )
+        self.apt_problems = g(
+            "cdnprobe_apt_problems",
+            "Problems of the edge's repository by reason (size_mismatch, hash_mismatch, missing, "
+            "fetch_error, expired, by_hash_missing, expected_package_missing, bad_release)" + LAST,
+            labels=[*suite_edge, "reason"],
+        )
 
     def all(self) -> Iterator[Metric]:
         yield from vars(self).values()
@@ -189,7 +227,29 @@ class _Families:
         buckets = list(zip(bounds, snap.durations.buckets, strict=True))
         self.duration.add_metric([snap.name], buckets, snap.durations.total)
 
+    def _add_apt(self, snap: TargetSnapshot, obj: ObjectReport) -> None:
+        suite = obj.suite or ""
+        for address, result in obj.apt:
+            edge = [snap.name, suite, address]
+            self.apt_fail.add_metric(edge, 1 if result.would_fail else 0)
+            release = result.release
+            if release is not None and release.date is not None:
+                self.apt_date.add_metric(edge, release.date.timestamp())
+            if release is not None and release.valid_until is not None:
+                self.apt_valid.add_metric(edge, release.valid_until.timestamp())
+            for file, match in sorted(result.index_match.items()):
+                self.apt_match.add_metric([snap.name, suite, file, address], 1 if match else 0)
+            for file, count in sorted(result.packages.items()):
+                self.apt_packages.add_metric([snap.name, suite, file, address], count)
+            reasons: dict[str, int] = {}
+            for problem in result.problems:
+                reasons[str(problem.reason)] = reasons.get(str(problem.reason), 0) + 1
+            for reason, count in sorted(reasons.items()):
+                self.apt_problems.add_metric([*edge, reason], count)
+
     def _add_object(self, snap: TargetSnapshot, obj: ObjectReport) -> None:
+        if obj.suite is not None:
+            self._add_apt(snap, obj)
         name, path = snap.name, obj.path
         self.variants.add_metric([name, path], len(obj.variants))
         self.divergent.add_metric([name, path], len(obj.divergent_edges))

@@ -12,7 +12,9 @@ import random
 from collections.abc import Callable
 from dataclasses import replace
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
+from prober.aptcycle import AptSpec, run_apt_cycle
 from prober.compare import PastReference
 from prober.config import TargetConfig
 from prober.cycle import Clock, TargetSpec, run_cycle, utc_now
@@ -22,6 +24,7 @@ from prober.history import VerdictChange, VerdictTracker, VersionHistory
 from prober.model import TargetReport
 from prober.render import iso_utc, safe
 from prober.snapshot import TargetSnapshot
+from prober.validators.apt import parse_expect
 
 log = logging.getLogger("cdnprobe")
 ReportHook = Callable[[TargetSnapshot], None]
@@ -41,6 +44,7 @@ class TargetRunner:
         self.spec = TargetSpec.from_base(
             config.name, config.url, config.paths, config.origin, config.max_edges
         )
+        self.apt_spec = _apt_spec(config) if config.type == "apt" else None
         discoverer = Discoverer(config.resolvers, timeout_s=min(config.timeout, 5.0))
         self._discoverer = CachingDiscoverer(discoverer, dns_min_interval_s)
         self._fetcher = Fetcher(
@@ -58,9 +62,12 @@ class TargetRunner:
         self.tracker = VerdictTracker()
         self._errors: dict[tuple[str, str], int] = {}
         self._dns_error: str | None = None
-        self.snapshot = TargetSnapshot(
-            config.name, config.host, tuple(config.paths), config.interval
+        paths = (
+            tuple(urlsplit(self.apt_spec.suite_url(s)).path + "InRelease" for s in config.suites)
+            if self.apt_spec
+            else tuple(config.paths)
         )
+        self.snapshot = TargetSnapshot(config.name, config.host, paths, config.interval)
         self._cycle: asyncio.Task[TargetSnapshot] | None = None
         self._schedule: asyncio.Task[None] | None = None
 
@@ -126,9 +133,14 @@ class TargetRunner:
 
     async def _run_cycle(self) -> TargetSnapshot:
         try:
-            report = await run_cycle(
-                self.spec, self._discoverer, self._fetcher, clock=self._clock, past=self._past()
-            )
+            if self.apt_spec is not None:
+                report = await run_apt_cycle(
+                    self.apt_spec, self._discoverer, self._fetcher, clock=self._clock
+                )
+            else:
+                report = await run_cycle(
+                    self.spec, self._discoverer, self._fetcher, clock=self._clock, past=self._past()
+                )
         except Exception as exc:  # noqa: BLE001 - a bug in one cycle must not stop the daemon
             log.error("target=%s cycle failed: %s: %s", self.spec.name, type(exc).__name__, exc)
             return self.snapshot
@@ -180,6 +192,18 @@ class TargetRunner:
             else:
                 log.info("target=%s dns recovered: %d addresses", self.spec.name, len(report.edges))
             self._dns_error = report.dns_error
+
+
+def _apt_spec(config: TargetConfig) -> AptSpec:
+    return AptSpec(
+        name=config.name,
+        base_url=config.url,
+        suites=tuple(config.suites),
+        components=tuple(config.components),
+        architectures=tuple(config.architectures),
+        expect=tuple(parse_expect(config.expect)),
+        max_edges=config.max_edges,
+    )
 
 
 def _change_line(target: str, change: VerdictChange) -> str:

@@ -174,3 +174,35 @@ def test_bad_apt_usage_exits_2(argv: list[str], needle: str) -> None:
     proc = cdnprobe(*argv)
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1 and needle in proc.stderr
+
+
+def test_daemon_exports_the_apt_metrics(apt_lab: Lab, tmp_path: Path) -> None:
+    """`type: apt` in the daemon: the contract's APT series for every edge."""
+    from tests.daemon import RunningDaemon
+
+    config = tmp_path / "apt.yaml"
+    config.write_text(
+        "dns_min_interval: 0s\ntargets:\n  - name: deb\n    type: apt\n"
+        f"    url: http://{HOST}:{apt_lab.http_port}/\n    suites: [stable]\n"
+        f'    resolvers: ["{apt_lab.resolver}"]\n    interval: 1s\n    expect: ["world-cdn=1.0"]\n'
+    )
+    daemon = RunningDaemon(config).start()
+    try:
+        s = daemon.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="deb") or 0) >= 1, 30)
+    finally:
+        daemon.kill()
+    fails = {
+        a: s.get("cdnprobe_apt_edge_would_fail", target="deb", suite="stable", address=a)
+        for a in EDGES
+    }
+    assert fails == {GOOD: 0, OLD: 0, SIZE: 1, HASH: 1, GZ_ONLY: 0}
+    date = {a: s.get("cdnprobe_apt_release_timestamp_seconds", address=a) for a in (GOOD, OLD)}
+    assert date[OLD] is not None and date[GOOD] is not None and date[OLD] < date[GOOD]
+    assert s.get("cdnprobe_apt_packages", file="main/binary-amd64/Packages", address=GOOD) == 2
+    assert s.get("cdnprobe_apt_packages", file="main/binary-amd64/Packages", address=OLD) == 1
+    gz = "main/binary-amd64/Packages.gz"
+    assert s.get("cdnprobe_apt_index_match", file=gz, address=GZ_ONLY) == 0
+    assert s.get("cdnprobe_apt_index_match", file=gz, address=GOOD) == 1
+    assert s.get("cdnprobe_apt_problems", address=OLD, reason="expected_package_missing") == 1
+    assert s.get("cdnprobe_edge_object_stale", path="/dists/stable/InRelease", address=OLD) == 1
+    assert s.get("cdnprobe_apt_release_valid_until_seconds") is None  # aptly sets none

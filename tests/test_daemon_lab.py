@@ -322,6 +322,10 @@ BAD_CONFIGS = {
     "missing-url.yaml": "targets[0].url: required field is missing",
     "bad-name.yaml": "targets[0].name: must be 1-64 characters of letters, digits, _ . : -",
     "missing-ca-file.yaml": "targets[0].ca_file: no such file: /nonexistent/ca.pem",
+    "apt-without-suites.yaml": "targets[0].suites: required for type apt, e.g. [bookworm]",
+    "apt-with-paths.yaml": "targets[0].paths: not used by type apt: the indexes come from each Release",
+    "http-without-paths.yaml": "targets[0].paths: required for type http: the paths to compare",
+    "apt-bad-expect.yaml": "targets[0].expect[0]: expected name=version, got 'hello'",
 }
 
 
