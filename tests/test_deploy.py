@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,17 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from prober.compare import compare_object
 from prober.metrics import DaemonCollector, SnapshotCollector
-from prober.model import DnsAnswer, Edge, Observation, TargetReport
+from prober.model import (
+    AptEdgeResult,
+    AptProblem,
+    DnsAnswer,
+    Edge,
+    IndexFile,
+    Observation,
+    Problem,
+    Release,
+    TargetReport,
+)
 from prober.snapshot import Histogram, TargetSnapshot
 from tests.conftest import ROOT, cdnprobe
 from tests.daemon import parse
@@ -29,6 +40,8 @@ CONTRACT_METRICS = {
     "cdnprobe_edge_http_status", "cdnprobe_object_variants", "cdnprobe_object_edges_divergent",
     "cdnprobe_edge_object_info", "cdnprobe_dns_addresses", "cdnprobe_probe_errors_total",
     "cdnprobe_request_duration_seconds", "cdnprobe_cycle_last_timestamp_seconds",
+    "cdnprobe_apt_index_match", "cdnprobe_apt_edge_would_fail", "cdnprobe_apt_release_timestamp_seconds",
+    "cdnprobe_apt_release_valid_until_seconds", "cdnprobe_apt_packages",
 }  # fmt: skip
 
 
@@ -41,7 +54,7 @@ def promtool(*args: str, cwd: Path = DEPLOY / "prometheus") -> subprocess.Comple
 def test_rules_pass_promtool_check() -> None:
     proc = promtool("check", "rules", "rules.yml")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 8 rules found" in proc.stdout
+    assert "SUCCESS: 10 rules found" in proc.stdout
 
 
 def test_rule_unit_tests_pass_promtool() -> None:
@@ -92,7 +105,14 @@ def exported_metric_names() -> set[str]:
     edge = Edge("192.0.2.1", 4)
     obs = Observation(status=200, size=1, bytes_read=1, sha256="ab" * 32, etag='"e"')
     obj = compare_object("https://h/p", "h", "/p", [(edge, obs)])
-    report = TargetReport("t", "h", DnsAnswer("h", (edge,), "test"), (obj,), now, now)
+    index = IndexFile("main/binary-amd64/Packages", 1, "ab" * 32)
+    release = Release(now, "x", now, "x", False, ("main",), ("amd64",), {index.path: index}, True)
+    problem = AptProblem(index.path, Problem.HASH_MISMATCH)
+    apt = AptEdgeResult(
+        release, (problem,), True, {"main/binary-amd64/Packages": 3}, {index.path: True}
+    )
+    apt_obj = replace(obj, path="/dists/s/InRelease", suite="s", apt=(("192.0.2.1", apt),))
+    report = TargetReport("t", "h", DnsAnswer("h", (edge,), "test"), (obj, apt_obj), now, now)
     snap = TargetSnapshot(
         "t", "h", ("/p",), 30, report, {("192.0.2.1", "timeout"): 1}, Histogram().observe([1]), 1, 1
     )
