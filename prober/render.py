@@ -272,17 +272,33 @@ def conclusion(obj: ObjectReport) -> str:
         return f"all {total} edges serve the same {name}"
     if obj.reference is None:
         return f"no edge gave a complete answer for {name}"
+    if obj.suite is not None:
+        name = f"{obj.suite} Release"
     parts = []
     for verdict, what in (
-        (Verdict.STALE, f"an older {name}"),
-        (Verdict.DIVERGENT, f"a different {name}"),
-        (Verdict.ERROR, f"no complete {name}"),
+        (Verdict.STALE, f"serve an older {name}"),
+        (Verdict.DIVERGENT, f"serve a different {name}"),
+        (Verdict.ERROR, f"serve no complete {name}"),
     ):
         hit = [r for r in obj.results if r.verdict is verdict]
+        if verdict is Verdict.DIVERGENT and obj.suite is not None:
+            failing = [r for r in hit if (a := obj.apt_result(r.edge.address)) and a.would_fail]
+            if failing:
+                parts.append(
+                    f"{_count(failing, total)} fail apt-get update ({_addresses(failing)})"
+                )
+            hit = [r for r in hit if r not in failing]
         if hit:
-            verb = "serves" if len(hit) == 1 else "serve"
-            parts.append(f"{len(hit)} of {total} edges {verb} {what} ({_addresses(hit)})")
+            parts.append(f"{_count(hit, total)} {_singular(what, len(hit))} ({_addresses(hit)})")
     return "; ".join(parts)
+
+
+def _count(hit: list[EdgeResult], total: int) -> str:
+    return f"{len(hit)} of {total} edges"
+
+
+def _singular(verb_phrase: str, count: int) -> str:
+    return verb_phrase.replace("serve ", "serves ", 1) if count == 1 else verb_phrase
 
 
 def _addresses(results: Iterable[EdgeResult]) -> str:
