@@ -6,14 +6,17 @@ import asyncio
 import os
 import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from prober.aptcycle import AptSpec, run_apt_cycle
 from prober.cycle import TargetSpec, run_cycle, utc_now
 from prober.discovery import Discoverer
 from prober.errors import UsageError
 from prober.fetch import Fetcher, make_ssl_context
 from prober.model import Report
+
+if TYPE_CHECKING:
+    from prober.aptcycle import AptSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +60,14 @@ def _tools(options: CheckOptions, context: ssl.SSLContext) -> tuple[Discoverer, 
         timeout_s=options.timeout_s,
         max_body_bytes=options.max_body_bytes,
         concurrency=asyncio.Semaphore(options.concurrency),
+        concurrency_total=options.concurrency,
     )
     return discoverer, fetcher
 
 
 async def run_apt_check(spec: AptSpec, options: CheckOptions, context: ssl.SSLContext) -> Report:
+    from prober.aptcycle import run_apt_cycle  # only --apt pays for the APT code
+
     discoverer, fetcher = _tools(options, context)
     try:
         checked_at = utc_now()

@@ -67,6 +67,7 @@ class Daemon:
             target,
             slots=self._slots,
             dns_min_interval_s=self.config.dns_min_interval,
+            concurrency_total=self.config.concurrency,
             clock=self._clock,
             on_report=self._published,
         )

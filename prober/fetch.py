@@ -13,7 +13,6 @@ become the contract's error words.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import socket
 import ssl
 import time
@@ -26,6 +25,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from prober import __version__
 from prober.errors import ErrorReason
+from prober.hashing import StreamDigest
 from prober.model import Edge, Observation
 
 CACHE_HEADERS = (
@@ -168,6 +168,7 @@ class Fetcher:
         timeout_s: float = 10.0,
         max_body_bytes: int = 4 << 30,
         concurrency: asyncio.Semaphore | None = None,
+        concurrency_total: int = 64,
         connections_per_edge: int = 4,
         keepalive_s: float = 120.0,
     ) -> None:
@@ -176,6 +177,8 @@ class Fetcher:
         self._ssl = ssl_context or make_ssl_context()
         self._slots = concurrency or asyncio.Semaphore(64)
         self._per_edge = connections_per_edge
+        self._pool_size = connections_per_edge  # per edge, from the number of edges (forget)
+        self._total = concurrency_total
         self._keepalive_s = keepalive_s
         self._sessions: dict[Edge, aiohttp.ClientSession] = {}
 
@@ -185,7 +188,7 @@ class Fetcher:
             connector = aiohttp.TCPConnector(
                 resolver=PinnedResolver(edge),
                 ssl=self._ssl,
-                limit=self._per_edge,
+                limit=self._pool_size,
                 use_dns_cache=False,
                 keepalive_timeout=self._keepalive_s,
             )
@@ -206,7 +209,10 @@ class Fetcher:
         return session
 
     async def forget(self, keep: set[Edge]) -> None:
-        """Close the pools of edges that are no longer in DNS."""
+        """Close the pools of edges that are no longer in DNS, and size new pools: with many
+        edges the global bound already keeps every connection busy, and each extra
+        connection is one more TLS handshake, the largest cost of a probe."""
+        self._pool_size = max(1, min(self._per_edge, -(-self._total // max(1, len(keep)))))
         for edge in [e for e in self._sessions if e not in keep]:
             await self._sessions.pop(edge).close()
 
@@ -286,18 +292,22 @@ class Fetcher:
             _record_headers(response, progress)
             if progress.size is not None and progress.size > self.max_body_bytes:
                 raise BodyTooLarge(f"Content-Length {progress.size} > {self.max_body_bytes}")
-            digest = hashlib.sha256()
-            content = response.content
-            while chunk := await content.readany():
-                progress.bytes_read += len(chunk)
-                if progress.bytes_read > self.max_body_bytes:
-                    raise BodyTooLarge(f"body over {self.max_body_bytes} bytes")
-                digest.update(chunk)
-                if sink is not None:
-                    sink.feed(chunk)
-            if progress.size is not None and progress.bytes_read < progress.size:
-                raise BodyTruncated(f"{progress.bytes_read} of {progress.size} bytes")
-            return digest.hexdigest()
+            digest = StreamDigest()
+            try:
+                content = response.content
+                # readchunk hands over aiohttp's buffers one by one; readany would join them.
+                while (chunk := (await content.readchunk())[0]) or not content.at_eof():
+                    progress.bytes_read += len(chunk)
+                    if progress.bytes_read > self.max_body_bytes:
+                        raise BodyTooLarge(f"body over {self.max_body_bytes} bytes")
+                    await digest.update(chunk)
+                    if sink is not None:
+                        sink.feed(chunk)
+                if progress.size is not None and progress.bytes_read < progress.size:
+                    raise BodyTruncated(f"{progress.bytes_read} of {progress.size} bytes")
+                return await digest.hexdigest()
+            finally:
+                digest.close()
 
 
 def _record_headers(response: aiohttp.ClientResponse, progress: _Progress) -> None:

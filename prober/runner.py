@@ -37,6 +37,7 @@ class TargetRunner:
         *,
         slots: asyncio.Semaphore,
         dns_min_interval_s: float,
+        concurrency_total: int = 64,
         clock: Clock = utc_now,
         on_report: ReportHook | None = None,
     ) -> None:
@@ -52,6 +53,7 @@ class TargetRunner:
             timeout_s=config.timeout,
             max_body_bytes=config.max_body_size,
             concurrency=slots,
+            concurrency_total=concurrency_total,
             connections_per_edge=config.connections_per_edge,
             # Keep connections across cycles: TLS handshakes are most of a probe's cost.
             keepalive_s=max(60.0, 2 * config.interval),

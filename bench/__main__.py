@@ -1,0 +1,386 @@
+"""`python3 -m bench`: cdnprobe against blackbox_exporter and curl, same edges, same run.
+
+A loopback lab of nginx TLS edges (the test lab: a test CA, dnsmasq naming them) serves a
+deterministic corpus. Each round runs, interleaved: `cdnprobe check`, one steady-state cycle of
+`cdnprobe run` (triggered by /probe, connections kept from the previous cycle),
+blackbox_exporter probing the same edge x path pairs through /probe with `hostname`, and one
+curl process fetching the same files. Reported: median and min-max over the rounds of wall
+time, CPU seconds, CPU per edge-object probe, new TLS connections (nginx stub_status),
+peak RSS and MB/s; then the ratios the performance issue asks for.
+Needs: nginx, dnsmasq, curl, openssl, prometheus-blackbox-exporter, and the test extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import trustme
+
+from bench.corpus import GIB_NAME, make_corpus, make_gib
+from tests.lab import HOST, EdgeSpec, Lab, free_port, spawn, stop_process, wait_for_tcp
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Sample:
+    wall_s: float
+    cpu_s: float
+    probes: int
+    tls: int
+    bytes: int
+    rss_kib: int = 0
+
+
+@dataclass
+class Series:
+    name: str
+    samples: list[Sample] = field(default_factory=list)
+
+    def med(self, pick: Callable[[Sample], float]) -> float:
+        return statistics.median(pick(s) for s in self.samples)
+
+    def span(self, pick: Callable[[Sample], float]) -> tuple[float, float]:
+        values = [pick(s) for s in self.samples]
+        return min(values), max(values)
+
+
+def proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def proc_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run_measured(
+    argv: list[str], env: dict[str, str] | None = None
+) -> tuple[float, float, int, int]:
+    """wall, CPU seconds, peak RSS (KiB) and exit status of one child process."""
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - started
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, proc.returncode
+
+
+class Bench:
+    def __init__(self, work: Path, edges: int, objects: list[tuple[str, int]], name: str) -> None:
+        self.work, self.name, self.objects = work, name, objects
+        self.addresses = [f"127.0.{2 + i // 250}.{1 + i % 250}" for i in range(edges)]
+        self.lab = Lab(work / "lab", trustme.CA(), [EdgeSpec(a) for a in self.addresses])
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.blackbox: subprocess.Popen[bytes] | None = None
+
+    @property
+    def probes(self) -> int:
+        return len(self.addresses) * len(self.objects)
+
+    @property
+    def body_bytes(self) -> int:
+        return len(self.addresses) * sum(size for _, size in self.objects)
+
+    def start(self, corpus: Path) -> None:
+        self.lab.start()
+        for address in self.addresses:
+            root = self.lab.docroot(address)
+            shutil.rmtree(root)
+            root.symlink_to(corpus)
+        self.daemon_port, self.blackbox_port = free_port(), free_port()
+        config = self.work / "cdnprobe.yaml"
+        paths = ", ".join(p for p, _ in self.objects)
+        config.write_text(
+            f"concurrency: 64\ndns_min_interval: 1h\ntargets:\n  - name: bench\n"
+            f"    url: https://{HOST}:{self.lab.port}\n    paths: [{paths}]\n"
+            f'    resolvers: ["{self.lab.resolver}"]\n    ca_file: {self.lab.ca_file}\n'
+            "    interval: 1d\n    timeout: 120s\n    max_body_size: 2GiB\n"
+        )
+        argv = [sys.executable, "-m", "prober", "run", "--config", str(config),
+                "--listen", f"127.0.0.1:{self.daemon_port}"]  # fmt: skip
+        self.daemon = subprocess.Popen(
+            argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_tcp("127.0.0.1", self.daemon_port)
+        blackbox = self.work / "blackbox.yml"
+        blackbox.write_text(
+            "modules:\n  bench:\n    prober: http\n    timeout: 120s\n    http:\n"
+            f"      preferred_ip_protocol: ip4\n      tls_config:\n        ca_file: {self.lab.ca_file}\n"
+        )
+        self.blackbox = spawn(
+            ["prometheus-blackbox-exporter", f"--config.file={blackbox}",
+             f"--web.listen-address=127.0.0.1:{self.blackbox_port}"],
+            self.work / "blackbox.log",
+        )  # fmt: skip
+        wait_for_tcp("127.0.0.1", self.blackbox_port)
+
+    def stop(self) -> None:
+        stop_process(self.daemon)
+        stop_process(self.blackbox)
+        self.lab.stop()
+
+    def tls_accepts(self) -> int:
+        url = f"https://{HOST}:{self.lab.port}/stub_status"
+        out = subprocess.run(
+            ["curl", "-s", "--cacert", self.lab.ca_file, "--resolve", f"{HOST}:{self.lab.port}:127.0.0.1",
+             "--connect-to", f"{HOST}:{self.lab.port}:{self.addresses[0]}:{self.lab.port}", url],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        return int(out.splitlines()[2].split()[0]) - 1  # minus this request's own connection
+
+    def urls(self) -> list[str]:
+        return [f"https://{HOST}:{self.lab.port}{p}" for p, _ in self.objects]
+
+    # ---- the four contenders ----------------------------------------------------------
+
+    def cdnprobe_check(self) -> Sample:
+        before = self.tls_accepts()
+        argv = [sys.executable, "-m", "prober", "check", *self.urls(), "--resolver", self.lab.resolver,
+                "--ca-file", self.lab.ca_file, "--timeout", "120", "--max-body-size", "2GiB", "--json"]  # fmt: skip
+        wall, cpu, rss, code = run_measured(argv, self.env)
+        if code not in (0, 1):
+            raise RuntimeError(f"cdnprobe check exited {code}")
+        return Sample(wall, cpu, self.probes, self.tls_accepts() - before, self.body_bytes, rss)
+
+    def daemon_cycle(self) -> Sample:
+        assert self.daemon is not None
+        before, cpu0 = self.tls_accepts(), proc_cpu(self.daemon.pid)
+        started = time.monotonic()
+        out = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{self.daemon_port}/probe?target=bench"],
+                             capture_output=True, check=True)  # fmt: skip
+        wall = time.monotonic() - started
+        assert b"cdnprobe_edge_up" in out.stdout
+        cpu = proc_cpu(self.daemon.pid) - cpu0
+        return Sample(wall, cpu, self.probes, self.tls_accepts() - before, self.body_bytes,
+                      proc_rss_kib(self.daemon.pid))  # fmt: skip
+
+    def blackbox_probes(self) -> Sample:
+        assert self.blackbox is not None
+        before, cpu0 = self.tls_accepts(), proc_cpu(self.blackbox.pid)
+        started = time.monotonic()
+        asyncio.run(self._blackbox_all())
+        wall = time.monotonic() - started
+        cpu = proc_cpu(self.blackbox.pid) - cpu0
+        return Sample(wall, cpu, self.probes, self.tls_accepts() - before, self.body_bytes,
+                      proc_rss_kib(self.blackbox.pid))  # fmt: skip
+
+    async def _blackbox_all(self) -> None:
+        slots = asyncio.Semaphore(64)
+        base = f"http://127.0.0.1:{self.blackbox_port}/probe"
+        async with aiohttp.ClientSession() as session:
+
+            async def one(address: str, path: str) -> None:
+                params = {
+                    "module": "bench",
+                    "target": f"https://{address}:{self.lab.port}{path}",
+                    "hostname": HOST,
+                }
+                async with slots, session.get(base, params=params) as response:
+                    text = await response.text()
+                    if "probe_success 1" not in text:
+                        raise RuntimeError(f"blackbox probe failed: {address}{path}")
+
+            await asyncio.gather(*(one(a, p) for a in self.addresses for p, _ in self.objects))
+
+    def curl(self) -> Sample:
+        before = self.tls_accepts()
+        argv = ["curl", "-s", "--parallel", "--parallel-max", "64"]
+        for i, address in enumerate(self.addresses):
+            if i:
+                argv.append("--next")
+            argv += [
+                "--cacert",
+                self.lab.ca_file,
+                "--connect-to",
+                f"{HOST}:{self.lab.port}:{address}:{self.lab.port}",
+            ]
+            for url in self.urls():
+                argv += ["-o", "/dev/null", url]
+        wall, cpu, rss, code = run_measured(argv)
+        if code != 0:
+            raise RuntimeError(f"curl exited {code}")
+        return Sample(wall, cpu, self.probes, self.tls_accepts() - before, self.body_bytes, rss)
+
+
+def measure(bench: Bench, rounds: int) -> dict[str, Series]:
+    contenders = {
+        "cdnprobe check": bench.cdnprobe_check,
+        "cdnprobe run (cycle)": bench.daemon_cycle,
+        "blackbox_exporter": bench.blackbox_probes,
+        "curl": bench.curl,
+    }
+    series = {name: Series(name) for name in contenders}
+    bench.daemon_cycle()  # warm-up: the steady state keeps connections from a previous cycle
+    for _ in range(rounds):
+        for name, run in contenders.items():  # interleaved, so drift hits every contender alike
+            series[name].samples.append(run())
+    return series
+
+
+def table(title: str, series: dict[str, Series], edges: int) -> list[str]:
+    lines = [f"### {title}", "",
+             "| contender | wall s | CPU s | CPU ms / probe | new TLS / edge | peak RSS MiB | MB/s |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for s in series.values():
+
+        def cell(pick: Callable[[Sample], float], fmt: str) -> str:
+            lo, hi = s.span(pick)
+            return f"{s.med(pick):{fmt}} ({lo:{fmt}}-{hi:{fmt}})"
+
+        lines.append(
+            f"| {s.name} | {cell(lambda x: x.wall_s, '.2f')} | {cell(lambda x: x.cpu_s, '.2f')} | "
+            f"{cell(lambda x: 1000 * x.cpu_s / x.probes, '.3f')} | {cell(lambda x: x.tls / edges, '.2f')} | "
+            f"{s.med(lambda x: x.rss_kib / 1024):.0f} | {cell(lambda x: x.bytes / x.wall_s / 1e6, '.0f')} |"
+        )
+    return [*lines, ""]
+
+
+def ratio(a: Series, b: Series, pick: Callable[[Sample], float]) -> float:
+    return a.med(pick) / b.med(pick)
+
+
+def gib_run(work: Path, corpus: Path, rounds: int) -> dict[str, float]:
+    bench = Bench(work / "gib", 1, [(f"/{GIB_NAME}", 1 << 30)], "gib")
+    bench.lab.start()
+    try:
+        root = bench.lab.docroot(bench.addresses[0])
+        shutil.rmtree(root)
+        root.symlink_to(corpus)
+        samples = [bench.cdnprobe_check() for _ in range(rounds)]
+    finally:
+        bench.lab.stop()
+    openssl = subprocess.run(["openssl", "speed", "-evp", "sha256", "-bytes", str(1 << 20), "-seconds", "3"],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    openssl_mbs = float(openssl.strip().splitlines()[-1].split()[-1].rstrip("k")) * 1000 / 1e6
+    mbs = statistics.median((1 << 30) / s.wall_s / 1e6 for s in samples)
+    rss = statistics.median(s.rss_kib / 1024 for s in samples)
+    return {
+        "cdnprobe_mb_s": mbs,
+        "openssl_mb_s": openssl_mbs,
+        "share": mbs / openssl_mbs,
+        "peak_rss_mib": rss,
+    }
+
+
+def scrape_cost(edges: int, paths: int, scrapes: int = 200) -> dict[str, float]:
+    """CPU of serving /metrics: the daemon's cached exposition vs. rendering on every scrape."""
+    from prometheus_client import generate_latest
+
+    from bench.snapshots import daemon_with_snapshot
+
+    daemon = daemon_with_snapshot(edges, paths)
+    started = time.process_time()
+    for _ in range(scrapes):
+        generate_latest(daemon.registry)
+        generate_latest(daemon.process_registry)
+    uncached = time.process_time() - started
+    started = time.process_time()
+    for _ in range(scrapes):
+        daemon.exposition()
+    cached = time.process_time() - started
+    return {
+        "uncached_ms": 1000 * uncached / scrapes,
+        "cached_ms": 1000 * cached / scrapes,
+        "share": cached / uncached,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--edges", type=int, default=64, help="edges of the small-object lab")
+    parser.add_argument(
+        "--mixed-edges", type=int, default=16, help="edges of the mixed lab (0: skip)"
+    )
+    parser.add_argument("--no-gib", action="store_true", help="skip the 1 GiB object")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: list[str] = [
+        f"Benchmark of {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {args.rounds} rounds",
+        "",
+    ]
+    figures: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="cdnprobe-bench-") as tmp:
+        work = Path(tmp)
+        small_corpus, small = make_corpus(work / "small", "small")
+        bench = Bench(work / "small-lab", args.edges, small, "small")
+        bench.start(small_corpus)
+        try:
+            series = measure(bench, args.rounds)
+        finally:
+            bench.stop()
+        report += table(
+            f"{args.edges} edges x {len(small)} small objects ({bench.probes} probes)",
+            series,
+            args.edges,
+        )
+        cpu = lambda x: x.cpu_s  # noqa: E731
+        wall = lambda x: x.wall_s  # noqa: E731
+        tls = lambda x: x.tls / args.edges  # noqa: E731
+        probes_per_cpu = lambda x: x.probes / x.cpu_s  # noqa: E731
+        figures["small"] = {
+            "daemon_cpu_vs_blackbox": ratio(
+                series["cdnprobe run (cycle)"], series["blackbox_exporter"], cpu
+            ),
+            "daemon_new_tls_per_edge": series["cdnprobe run (cycle)"].med(tls),
+            "check_probes_per_cpu_vs_blackbox": ratio(
+                series["cdnprobe check"], series["blackbox_exporter"], probes_per_cpu
+            ),
+            "check_new_tls_per_edge": series["cdnprobe check"].med(tls),
+            "check_wall_s": series["cdnprobe check"].med(wall),
+        }
+        if args.mixed_edges:
+            mixed_corpus, mixed = make_corpus(work / "mixed", "mixed")
+            bench = Bench(work / "mixed-lab", args.mixed_edges, mixed, "mixed")
+            bench.start(mixed_corpus)
+            try:
+                series = measure(bench, args.rounds)
+            finally:
+                bench.stop()
+            gb = bench.body_bytes / 1e9
+            report += table(f"{args.mixed_edges} edges x {len(mixed)} objects of 4 KB-50 MB ({gb:.2f} GB per cycle)",
+                            series, args.mixed_edges)  # fmt: skip
+            figures["mixed"] = {
+                "daemon_cpu_vs_blackbox": ratio(
+                    series["cdnprobe run (cycle)"], series["blackbox_exporter"], cpu
+                ),
+                "check_cpu_vs_blackbox": ratio(
+                    series["cdnprobe check"], series["blackbox_exporter"], cpu
+                ),
+                "daemon_wall_vs_curl": ratio(series["cdnprobe run (cycle)"], series["curl"], wall),
+                "check_wall_vs_curl": ratio(series["cdnprobe check"], series["curl"], wall),
+            }
+        if not args.no_gib:
+            gib_corpus = make_gib(work / "gib-corpus")
+            figures["gib"] = gib_run(work, gib_corpus, args.rounds)
+    figures["scrape"] = scrape_cost(args.edges, 20)
+    report += ["### Ratios", "", "```", json.dumps(figures, indent=2), "```", ""]
+    text = "\n".join(report)
+    print(text)
+    (args.out / "latest.md").write_text(text)
+    (args.out / "latest.json").write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
