@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import queue
 import threading
 
 INLINE_LIMIT = 8 << 20  # bodies up to this size are hashed on the loop's thread
 WINDOW = 2 << 20  # bytes queued for the thread at most
+# More hashing threads than cores only adds switching and queued bytes: with many large
+# bodies at once, the rest hash inline, as small bodies do.
+MAX_THREADS = os.cpu_count() or 1
+_threads = [0]  # hashing threads running in this process
 
 
 class StreamDigest:
@@ -35,7 +40,7 @@ class StreamDigest:
     async def update(self, chunk: bytes) -> None:
         self._seen += len(chunk)
         if self._queue is None:
-            if self._seen <= self._inline_limit:
+            if self._seen <= self._inline_limit or _threads[0] >= MAX_THREADS:
                 self._hash.update(chunk)
                 return
             self._start()
@@ -66,6 +71,7 @@ class StreamDigest:
         self._queue = queue.SimpleQueue()
         self._drained = asyncio.Event()
         self._done = self._loop.create_future()
+        _threads[0] += 1  # counted and uncounted on the loop's thread only
         threading.Thread(target=self._run, name="cdnprobe-sha256", daemon=True).start()
 
     def _run(self) -> None:
@@ -84,5 +90,6 @@ class StreamDigest:
             self._drained.set()
 
     def _finish(self) -> None:
+        _threads[0] -= 1
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
