@@ -41,7 +41,7 @@ CACHE_HEADERS = (
     "x-edge-location",
 )
 CACHE_VALUE_MAX = 200
-READ_CHUNK = 1 << 20  # aiohttp buffers up to twice this per response
+READ_CHUNK = 256 << 10  # aiohttp buffers up to twice this per response
 
 # Accept-Encoding: identity, and auto_decompress=False below: hash the bytes as served, so an
 # edge that ignores identity and compresses anyway shows up as divergent instead of looking fine.
