@@ -17,6 +17,7 @@ from prober.model import Report
 
 if TYPE_CHECKING:
     from prober.aptcycle import AptSpec
+    from prober.repocycle import ChecksumSpec, GoSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,23 @@ async def run_apt_check(spec: AptSpec, options: CheckOptions, context: ssl.SSLCo
     try:
         checked_at = utc_now()
         target = await run_apt_cycle(spec, discoverer, fetcher)
+    finally:
+        await fetcher.close()
+    return Report(checked_at, (target,))
+
+
+async def run_repo_check(
+    spec: GoSpec | ChecksumSpec, options: CheckOptions, context: ssl.SSLContext
+) -> Report:
+    from prober.repocycle import GoSpec, run_checksum_cycle, run_go_cycle
+
+    discoverer, fetcher = _tools(options, context)
+    try:
+        checked_at = utc_now()
+        if isinstance(spec, GoSpec):
+            target = await run_go_cycle(spec, discoverer, fetcher)
+        else:
+            target = await run_checksum_cycle(spec, discoverer, fetcher)
     finally:
         await fetcher.close()
     return Report(checked_at, (target,))

@@ -19,6 +19,7 @@ from prober.errors import ProberError, UsageError
 if TYPE_CHECKING:
     from prober.config import Config
     from prober.model import Report
+    from prober.repocycle import ChecksumSpec, GoSpec
     from prober.shard import Shard
     from prober.webconfig import WebConfig
 
@@ -183,6 +184,31 @@ def _add_check(commands: Any) -> None:
         metavar="NAME=VERSION",
         help="a package version that must be in the indexes of every edge",
     )
+    go = check.add_argument_group(
+        "Go module proxies",
+        "--goproxy BASE_URL --module M[@V]: on every edge, @v/list and each version's .mod and "
+        ".zip; the zip must be readable and its h1: equal the go.sum line (--gosum) or, "
+        "without one, what most edges serve.",
+    )
+    go.add_argument("--goproxy", metavar="BASE_URL", help="the proxy's root, as in GOPROXY")
+    go.add_argument(
+        "--module",
+        action="append",
+        default=[],
+        metavar="M[@V]",
+        help="module (repeatable); without @V, the newest versions listed",
+    )
+    go.add_argument("--gosum", metavar="FILE", help="go.sum whose h1: lines are the reference")
+    sums = check.add_argument_group(
+        "Checksum manifests",
+        "--checksums MANIFEST_URL: SHA256SUMS-style or JSON with sha256 fields; every artifact "
+        "it lists (or each --artifact) is hashed on every edge and checked against the manifest "
+        "from the same edge, or from --origin when given.",
+    )
+    sums.add_argument("--checksums", metavar="MANIFEST_URL", help="the manifest's URL")
+    sums.add_argument(
+        "--artifact", action="append", default=[], metavar="NAME", help="only these (repeatable)"
+    )
     check.add_argument(
         "--color",
         choices=("auto", "always", "never"),
@@ -250,8 +276,13 @@ def _check(args: argparse.Namespace) -> int:
     from prober.check import CheckOptions, run_check, ssl_context_for
 
     urls = [check_url(u) for u in args.urls]
-    if bool(args.apt) == bool(urls):
-        raise UsageError("give URLs to check, or --apt BASE_URL --suite SUITE (not both)")
+    modes = [bool(urls), bool(args.apt), bool(args.goproxy), bool(args.checksums)]
+    if sum(modes) != 1:
+        raise UsageError(
+            "give URLs to check, or one of --apt, --goproxy, --checksums (not several)"
+        )
+    if args.goproxy and not args.module:
+        raise UsageError("--goproxy needs at least one --module")
     if args.apt and not args.suite:
         raise UsageError("--apt needs at least one --suite")
     if not args.apt and (args.suite or args.component or args.arch or args.expect):
@@ -269,7 +300,11 @@ def _check(args: argparse.Namespace) -> int:
         max_edges=args.max_edges,
     )
     context = ssl_context_for(options.ca_file, options.insecure)
-    if args.apt:
+    if args.goproxy or args.checksums:
+        from prober.check import run_repo_check
+
+        report = run_async(run_repo_check(_repo_spec(args), options, context))
+    elif args.apt:
         from prober.aptcycle import AptSpec
         from prober.check import run_apt_check
         from prober.validators.apt import parse_expect
@@ -299,6 +334,34 @@ def _check(args: argparse.Namespace) -> int:
         if target.dns_error:
             sys.stderr.write(f"cdnprobe: {target.dns_error}\n")
     return check_exit_code(report)
+
+
+def _repo_spec(args: argparse.Namespace) -> GoSpec | ChecksumSpec:
+    from prober.repocycle import ChecksumSpec, GoSpec
+
+    if args.checksums:
+        url = check_url(args.checksums, "--checksums MANIFEST_URL")
+        return ChecksumSpec(url, url, tuple(args.artifact), args.origin, args.max_edges)
+    base = check_url(args.goproxy, "--goproxy BASE_URL")
+    modules = tuple(
+        (m.partition("@")[0], (m.partition("@")[2],) if "@" in m else ()) for m in args.module
+    )
+    return GoSpec(base, base, modules, _gosum(args.gosum), args.max_edges)
+
+
+def _gosum(path: str | None) -> tuple[tuple[str, str, str], ...]:
+    if path is None:
+        return ()
+    from prober.validators.goproxy import parse_gosum
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = [line for line in file if line.strip()]
+        return tuple((m, v, h) for (m, v), h in parse_gosum(lines).items())
+    except OSError as exc:
+        raise UsageError(f"--gosum {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"--gosum {path}: {exc}") from None
 
 
 def check_exit_code(report: Report) -> int:

@@ -155,6 +155,19 @@ class AptEdgeResult:
 
 
 @dataclass(frozen=True, slots=True)
+class EdgeCheck:
+    """A repository-aware check of one edge's object: the digest it should have, the one it
+    has, and where the expectation came from (a checksum manifest, go.sum, most edges)."""
+
+    address: str
+    kind: Literal["sha256", "h1"]
+    expected: str | None
+    actual: str | None
+    source: str
+    problem: str | None = None  # None when it matches: else mismatch, missing, unreadable, ...
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectReport:
     """One object (URL) compared across every edge."""
 
@@ -169,6 +182,11 @@ class ObjectReport:
     notes: tuple[str, ...] = ()
     suite: str | None = None  # APT: the suite whose InRelease this object is
     apt: tuple[tuple[str, AptEdgeResult], ...] = ()  # APT: (address, result) per edge
+    name: str | None = None  # goproxy: module@version; checksums: the artifact's name
+    checks: tuple[EdgeCheck, ...] = ()  # goproxy and checksums: one per edge
+
+    def check_for(self, address: str) -> EdgeCheck | None:
+        return next((c for c in self.checks if c.address == address), None)
 
     def apt_result(self, address: str) -> AptEdgeResult | None:
         return next((r for a, r in self.apt if a == address), None)

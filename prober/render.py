@@ -11,6 +11,7 @@ from prober.errors import one_line
 from prober.model import (
     AptEdgeResult,
     AptProblem,
+    EdgeCheck,
     EdgeResult,
     ObjectReport,
     Problem,
@@ -85,7 +86,24 @@ def object_json(obj: ObjectReport) -> JsonObject:
         for edge in doc["edges"]:
             result = obj.apt_result(edge["address"])
             edge["apt"] = apt_json(result) if result else None
+    if obj.name is not None:
+        doc["name"] = obj.name
+    if obj.checks:
+        for edge in doc["edges"]:
+            check = obj.check_for(edge["address"])
+            edge["check"] = check_json(check) if check else None
     return doc
+
+
+def check_json(check: EdgeCheck) -> JsonObject:
+    return {
+        "kind": check.kind,
+        "expected": check.expected,
+        "actual": check.actual,
+        "source": check.source,
+        "match": check.problem is None,
+        "problem": check.problem,
+    }
 
 
 def apt_json(result: AptEdgeResult) -> JsonObject:
@@ -182,6 +200,7 @@ def object_table(obj: ObjectReport, colour: bool = False) -> str:
         lines.append(line)
     lines.extend(f"  note: {safe(note)}" for note in obj.notes)
     lines.extend(f"  {safe(line)}" for line in apt_lines(obj))
+    lines.extend(f"  {safe(line)}" for line in check_lines(obj))
     lines.append("  => " + conclusion(obj))
     return "\n".join(lines)
 
@@ -241,6 +260,25 @@ def apt_lines(obj: ObjectReport) -> list[str]:
         more = f" (+{len(result.problems) - 1} more)" if len(result.problems) > 1 else ""
         outcome = "apt-get update fails" if result.would_fail else "apt-get update passes, but"
         lines.append(f"{address}: {outcome}: {client_message(first)}{more}")
+    return lines
+
+
+def check_lines(obj: ObjectReport) -> list[str]:
+    """One line per edge failing its check: what `go` or `sha256sum -c` says there."""
+    lines = []
+    for check in obj.checks:
+        if check.problem is None:
+            continue
+        if check.kind == "h1":
+            said = f"go: verifying {obj.name}: {check.problem}"
+        else:
+            said = f"sha256sum -c: {obj.name}: FAILED ({check.problem})"
+        got = (
+            f"; expected {check.expected}, got {check.actual}"
+            if "mismatch" in check.problem
+            else ""
+        )
+        lines.append(f"{check.address}: {said}{got} [expected from the {check.source}]")
     return lines
 
 

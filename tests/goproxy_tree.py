@@ -19,19 +19,29 @@ def write_module(root: Path, module: str, version: str, files: dict[str, str]) -
     base.mkdir(parents=True, exist_ok=True)
     gomod = files.get("go.mod", f"module {module}\n\ngo 1.19\n")
     (base / f"{version}.mod").write_text(gomod)
-    (base / f"{version}.info").write_text(json.dumps({"Version": version, "Time": "2026-11-23T12:00:00Z"}))
+    (base / f"{version}.info").write_text(
+        json.dumps({"Version": version, "Time": "2026-11-23T12:00:00Z"})
+    )
     archive = base / f"{version}.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
         for name, text in sorted({**files, "go.mod": gomod}.items()):
             out.writestr(f"{module}@{version}/{name}", text)
-    versions = sorted({*(base / "list").read_text().split(), version}) if (base / "list").exists() else [version]
+    versions = (
+        sorted({*(base / "list").read_text().split(), version})
+        if (base / "list").exists()
+        else [version]
+    )
     (base / "list").write_text("\n".join(versions) + "\n")
     return archive
 
 
 def standard_modules(root: Path) -> None:
-    write_module(root, MODULE, "v1.0.0", {"hello.go": "package hello\n\nconst Greeting = \"hello\"\n"})
-    write_module(root, MODULE, "v1.1.0", {"hello.go": "package hello\n\nconst Greeting = \"hello, edge\"\n"})
+    write_module(
+        root, MODULE, "v1.0.0", {"hello.go": 'package hello\n\nconst Greeting = "hello"\n'}
+    )
+    write_module(
+        root, MODULE, "v1.1.0", {"hello.go": 'package hello\n\nconst Greeting = "hello, edge"\n'}
+    )
 
 
 @dataclass
@@ -59,5 +69,7 @@ def go(work: Path, proxy: str, *args: str, gosum: str | None = None) -> GoRun:
         "GOTOOLCHAIN": "local",
         "GO111MODULE": "on",
     }
-    proc = subprocess.run(["go", *args], cwd=work, env=env, capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        ["go", *args], cwd=work, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     return GoRun(proc.returncode == 0, proc.stdout + proc.stderr)

@@ -352,7 +352,7 @@ def test_name_without_addresses_exits_3(lab: Lab) -> None:
         (["check", "https://repo.test/", "--timeout", "soon"], "--timeout"),
         (["check", "https://repo.test/", "--resolver", "dns.example"], "bad resolver"),
         (["check", "https://repo.test/", "--ca-file", "/nonexistent.pem"], "no such file"),
-        (["check"], "give URLs to check, or --apt BASE_URL --suite SUITE"),
+        (["check"], "give URLs to check, or one of --apt, --goproxy, --checksums"),
     ],
 )
 def test_bad_usage_exits_2_with_one_line(argv: list[str], needle: str) -> None:
