@@ -115,8 +115,16 @@ class Bench:
             f'    resolvers: ["{self.lab.resolver}"]\n    ca_file: {self.lab.ca_file}\n'
             "    interval: 1d\n    timeout: 120s\n    max_body_size: 2GiB\n"
         )
-        argv = [sys.executable, "-m", "prober", "run", "--config", str(config),
-                "--listen", f"127.0.0.1:{self.daemon_port}"]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "prober",
+            "run",
+            "--config",
+            str(config),
+            "--listen",
+            f"127.0.0.1:{self.daemon_port}",
+        ]
         self.daemon = subprocess.Popen(
             argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -124,13 +132,17 @@ class Bench:
         blackbox = self.work / "blackbox.yml"
         blackbox.write_text(
             "modules:\n  bench:\n    prober: http\n    timeout: 120s\n    http:\n"
-            f"      preferred_ip_protocol: ip4\n      tls_config:\n        ca_file: {self.lab.ca_file}\n"
+            "      preferred_ip_protocol: ip4\n"
+            f"      tls_config:\n        ca_file: {self.lab.ca_file}\n"
         )
         self.blackbox = spawn(
-            ["prometheus-blackbox-exporter", f"--config.file={blackbox}",
-             f"--web.listen-address=127.0.0.1:{self.blackbox_port}"],
+            [
+                "prometheus-blackbox-exporter",
+                f"--config.file={blackbox}",
+                f"--web.listen-address=127.0.0.1:{self.blackbox_port}",
+            ],
             self.work / "blackbox.log",
-        )  # fmt: skip
+        )
         wait_for_tcp("127.0.0.1", self.blackbox_port)
 
     def stop(self) -> None:
@@ -141,10 +153,21 @@ class Bench:
     def tls_accepts(self) -> int:
         url = f"https://{HOST}:{self.lab.port}/stub_status"
         out = subprocess.run(
-            ["curl", "-s", "--cacert", self.lab.ca_file, "--resolve", f"{HOST}:{self.lab.port}:127.0.0.1",
-             "--connect-to", f"{HOST}:{self.lab.port}:{self.addresses[0]}:{self.lab.port}", url],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            [
+                "curl",
+                "-s",
+                "--cacert",
+                self.lab.ca_file,
+                "--resolve",
+                f"{HOST}:{self.lab.port}:127.0.0.1",
+                "--connect-to",
+                f"{HOST}:{self.lab.port}:{self.addresses[0]}:{self.lab.port}",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return int(out.splitlines()[2].split()[0]) - 1  # minus this request's own connection
 
     def urls(self) -> list[str]:
@@ -154,8 +177,22 @@ class Bench:
 
     def cdnprobe_check(self) -> Sample:
         before = self.tls_accepts()
-        argv = [sys.executable, "-m", "prober", "check", *self.urls(), "--resolver", self.lab.resolver,
-                "--ca-file", self.lab.ca_file, "--timeout", "120", "--max-body-size", "2GiB", "--json"]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "prober",
+            "check",
+            *self.urls(),
+            "--resolver",
+            self.lab.resolver,
+            "--ca-file",
+            self.lab.ca_file,
+            "--timeout",
+            "120",
+            "--max-body-size",
+            "2GiB",
+            "--json",
+        ]
         wall, cpu, rss, code = run_measured(argv, self.env)
         if code not in (0, 1):
             raise RuntimeError(f"cdnprobe check exited {code}")
@@ -165,13 +202,22 @@ class Bench:
         assert self.daemon is not None
         before, cpu0 = self.tls_accepts(), proc_cpu(self.daemon.pid)
         started = time.monotonic()
-        out = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{self.daemon_port}/probe?target=bench"],
-                             capture_output=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            ["curl", "-sf", f"http://127.0.0.1:{self.daemon_port}/probe?target=bench"],
+            capture_output=True,
+            check=True,
+        )
         wall = time.monotonic() - started
         assert b"cdnprobe_edge_up" in out.stdout
         cpu = proc_cpu(self.daemon.pid) - cpu0
-        return Sample(wall, cpu, self.probes, self.tls_accepts() - before, self.body_bytes,
-                      proc_rss_kib(self.daemon.pid))  # fmt: skip
+        return Sample(
+            wall,
+            cpu,
+            self.probes,
+            self.tls_accepts() - before,
+            self.body_bytes,
+            proc_rss_kib(self.daemon.pid),
+        )
 
     def blackbox_probes(self) -> Sample:
         assert self.blackbox is not None
@@ -180,8 +226,14 @@ class Bench:
         asyncio.run(self._blackbox_all())
         wall = time.monotonic() - started
         cpu = proc_cpu(self.blackbox.pid) - cpu0
-        return Sample(wall, cpu, self.probes, self.tls_accepts() - before, self.body_bytes,
-                      proc_rss_kib(self.blackbox.pid))  # fmt: skip
+        return Sample(
+            wall,
+            cpu,
+            self.probes,
+            self.tls_accepts() - before,
+            self.body_bytes,
+            proc_rss_kib(self.blackbox.pid),
+        )
 
     async def _blackbox_all(self) -> None:
         slots = asyncio.Semaphore(64)
@@ -237,19 +289,24 @@ def measure(bench: Bench, rounds: int) -> dict[str, Series]:
 
 
 def table(title: str, series: dict[str, Series], edges: int) -> list[str]:
-    lines = [f"### {title}", "",
-             "| contender | wall s | CPU s | CPU ms / probe | new TLS / edge | peak RSS MiB | MB/s |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"### {title}",
+        "",
+        "| contender | wall s | CPU s | CPU ms / probe | new TLS / edge | peak RSS MiB | MB/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for s in series.values():
 
-        def cell(pick: Callable[[Sample], float], fmt: str) -> str:
+        def cell(pick: Callable[[Sample], float], fmt: str, s: Series = s) -> str:
             lo, hi = s.span(pick)
             return f"{s.med(pick):{fmt}} ({lo:{fmt}}-{hi:{fmt}})"
 
         lines.append(
             f"| {s.name} | {cell(lambda x: x.wall_s, '.2f')} | {cell(lambda x: x.cpu_s, '.2f')} | "
-            f"{cell(lambda x: 1000 * x.cpu_s / x.probes, '.3f')} | {cell(lambda x: x.tls / edges, '.2f')} | "
-            f"{s.med(lambda x: x.rss_kib / 1024):.0f} | {cell(lambda x: x.bytes / x.wall_s / 1e6, '.0f')} |"
+            f"{cell(lambda x: 1000 * x.cpu_s / x.probes, '.3f')} | "
+            f"{cell(lambda x: x.tls / edges, '.2f')} | "
+            f"{s.med(lambda x: x.rss_kib / 1024):.0f} | "
+            f"{cell(lambda x: x.bytes / x.wall_s / 1e6, '.0f')} |"
         )
     return [*lines, ""]
 
@@ -268,8 +325,12 @@ def gib_run(work: Path, corpus: Path, rounds: int) -> dict[str, float]:
         samples = [bench.cdnprobe_check() for _ in range(rounds)]
     finally:
         bench.lab.stop()
-    openssl = subprocess.run(["openssl", "speed", "-evp", "sha256", "-bytes", str(1 << 20), "-seconds", "3"],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    openssl = subprocess.run(
+        ["openssl", "speed", "-evp", "sha256", "-bytes", str(1 << 20), "-seconds", "3"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     openssl_mbs = float(openssl.strip().splitlines()[-1].split()[-1].rstrip("k")) * 1000 / 1e6
     mbs = statistics.median((1 << 30) / s.wall_s / 1e6 for s in samples)
     rss = statistics.median(s.rss_kib / 1024 for s in samples)
@@ -358,8 +419,12 @@ def main() -> int:
             finally:
                 bench.stop()
             gb = bench.body_bytes / 1e9
-            report += table(f"{args.mixed_edges} edges x {len(mixed)} objects of 4 KB-50 MB ({gb:.2f} GB per cycle)",
-                            series, args.mixed_edges)  # fmt: skip
+            report += table(
+                f"{args.mixed_edges} edges x {len(mixed)} objects of 4 KB-50 MB "
+                f"({gb:.2f} GB per cycle)",
+                series,
+                args.mixed_edges,
+            )
             figures["mixed"] = {
                 "daemon_cpu_vs_blackbox": ratio(
                     series["cdnprobe run (cycle)"], series["blackbox_exporter"], cpu
