@@ -24,6 +24,7 @@ from prober.discovery import parse_resolver
 from prober.errors import ConfigError, UsageError
 from prober.units import parse_duration, parse_size
 from prober.validators.apt import parse_expect
+from prober.validators.goproxy import parse_gosum
 
 M = TypeVar("M", bound=BaseModel)
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -130,7 +131,26 @@ def _expectation(value: str) -> str:
     return value
 
 
+def _module(value: str) -> str:
+    module, _, version = value.partition("@")
+    if (
+        not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.~/-]{0,199}", module)
+        or "." not in module.split("/")[0]
+    ):
+        raise ValueError("must be a module path like example.org/mod, optionally @version")
+    if "@" in value and not re.fullmatch(r"v[0-9A-Za-z.+-]{1,80}", version):
+        raise ValueError("the version must look like v1.2.3")
+    return value
+
+
+def _gosum_line(value: str) -> str:
+    parse_gosum([value])
+    return value
+
+
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Module = Annotated[str, AfterValidator(_module)]
+GoSumLine = Annotated[str, AfterValidator(_gosum_line)]
 Word = Annotated[str, AfterValidator(_word)]
 Suite = Word
 Expectation = Annotated[str, AfterValidator(_expectation)]
@@ -147,13 +167,25 @@ class TargetConfig(_Strict):
 
     name: Annotated[str, AfterValidator(_label_name)]
     url: HttpUrl = Field(description="scheme, host and port of every request")
-    type: Literal["http", "apt"] = "http"
+    type: Literal["http", "apt", "goproxy", "checksums"] = "http"
     paths: list[UrlPath] = Field(default_factory=list, max_length=1000)
     suites: list[Suite] = Field(default_factory=list, max_length=100, description="type apt")
     components: list[Word] = Field(default_factory=list, description="type apt; default: all")
     architectures: list[Word] = Field(default_factory=list, description="type apt; default: all")
     expect: list[Expectation] = Field(
         default_factory=list, description="type apt: name=version that every edge must list"
+    )
+    modules: list[Module] = Field(
+        default_factory=list, max_length=100, description="type goproxy: module or module@version"
+    )
+    gosum: list[GoSumLine] = Field(
+        default_factory=list, description="type goproxy: go.sum lines, the reference h1: hashes"
+    )
+    manifest: UrlPath | None = Field(
+        default=None, description="type checksums: the manifest's path (SHA256SUMS or JSON)"
+    )
+    artifacts: list[Word] = Field(
+        default_factory=list, description="type checksums: names to check; default: all listed"
     )
     interval: Interval = 30.0
     timeout: Timeout = 10.0
@@ -177,6 +209,14 @@ class TargetConfig(_Strict):
             raise _FieldError("suites", "required for type apt, e.g. [bookworm]")
         if self.type == "apt" and self.paths:
             raise _FieldError("paths", "not used by type apt: the indexes come from each Release")
+        if self.type == "goproxy" and not self.modules:
+            raise _FieldError(
+                "modules", "required for type goproxy, e.g. [golang.org/x/mod@v0.20.0]"
+            )
+        if self.type == "checksums" and not self.manifest:
+            raise _FieldError("manifest", "required for type checksums, e.g. /dl/SHA256SUMS")
+        if self.type in ("goproxy", "checksums") and self.paths:
+            raise _FieldError("paths", f"not used by type {self.type}")
         seen: set[str] = set()
         for i, path in enumerate(self.paths):
             if path in seen:

@@ -187,6 +187,18 @@ class _Families:
             "Packages in the index apt reads, per edge" + LAST,
             labels=suite_file,
         )
+        self.go_match = g(
+            "cdnprobe_goproxy_module_match",
+            "1 if the edge's module zip is readable and its h1: and go.mod hash equal go.sum's "
+            "(or, without go.sum, what most edges serve)" + LAST,
+            labels=["target", "module", "version", "address"],
+        )
+        self.sums_match = g(
+            "cdnprobe_artifact_checksum_match",
+            "1 if the artifact the edge serves has the SHA-256 (and size) its manifest lists"
+            + LAST,
+            labels=["target", "artifact", "address"],
+        )
         self.apt_problems = g(
             "cdnprobe_apt_problems",
             "Problems of the edge's repository by reason (size_mismatch, hash_mismatch, missing, "
@@ -247,9 +259,20 @@ class _Families:
             for reason, count in sorted(reasons.items()):
                 self.apt_problems.add_metric([*edge, reason], count)
 
+    def _add_checks(self, snap: TargetSnapshot, obj: ObjectReport) -> None:
+        for check in obj.checks:
+            match = 0 if check.problem else 1
+            if check.kind == "h1":
+                module, _, version = (obj.name or "").partition("@")
+                self.go_match.add_metric([snap.name, module, version, check.address], match)
+            else:
+                self.sums_match.add_metric([snap.name, obj.name or "", check.address], match)
+
     def _add_object(self, snap: TargetSnapshot, obj: ObjectReport) -> None:
         if obj.suite is not None:
             self._add_apt(snap, obj)
+        if obj.checks:
+            self._add_checks(snap, obj)
         name, path = snap.name, obj.path
         self.variants.add_metric([name, path], len(obj.variants))
         self.divergent.add_metric([name, path], len(obj.divergent_edges))

@@ -23,8 +23,10 @@ from prober.fetch import Fetcher, make_ssl_context
 from prober.history import VerdictChange, VerdictTracker, VersionHistory
 from prober.model import TargetReport
 from prober.render import iso_utc, safe
+from prober.repocycle import ChecksumSpec, GoSpec, run_checksum_cycle, run_go_cycle
 from prober.snapshot import TargetSnapshot
 from prober.validators.apt import parse_expect
+from prober.validators.goproxy import parse_gosum
 
 log = logging.getLogger("cdnprobe")
 ReportHook = Callable[[TargetSnapshot], None]
@@ -46,6 +48,7 @@ class TargetRunner:
             config.name, config.url, config.paths, config.origin, config.max_edges
         )
         self.apt_spec = _apt_spec(config) if config.type == "apt" else None
+        self.repo_spec = _repo_spec(config)
         discoverer = Discoverer(config.resolvers, timeout_s=min(config.timeout, 5.0))
         self._discoverer = CachingDiscoverer(discoverer, dns_min_interval_s)
         self._fetcher = Fetcher(
@@ -139,6 +142,14 @@ class TargetRunner:
                 report = await run_apt_cycle(
                     self.apt_spec, self._discoverer, self._fetcher, clock=self._clock
                 )
+            elif isinstance(self.repo_spec, GoSpec):
+                report = await run_go_cycle(
+                    self.repo_spec, self._discoverer, self._fetcher, clock=self._clock
+                )
+            elif isinstance(self.repo_spec, ChecksumSpec):
+                report = await run_checksum_cycle(
+                    self.repo_spec, self._discoverer, self._fetcher, clock=self._clock
+                )
             else:
                 report = await run_cycle(
                     self.spec, self._discoverer, self._fetcher, clock=self._clock, past=self._past()
@@ -206,6 +217,21 @@ def _apt_spec(config: TargetConfig) -> AptSpec:
         expect=tuple(parse_expect(config.expect)),
         max_edges=config.max_edges,
     )
+
+
+def _repo_spec(config: TargetConfig) -> GoSpec | ChecksumSpec | None:
+    if config.type == "goproxy":
+        modules = tuple(
+            (m.partition("@")[0], (m.partition("@")[2],) if "@" in m else ())
+            for m in config.modules
+        )
+        sums = tuple((m, v, h) for (m, v), h in parse_gosum(config.gosum).items())
+        return GoSpec(config.name, config.url, modules, sums, config.max_edges)
+    if config.type == "checksums" and config.manifest:
+        manifest = config.url.rstrip("/") + config.manifest
+        artifacts = tuple(config.artifacts)
+        return ChecksumSpec(config.name, manifest, artifacts, config.origin, config.max_edges)
+    return None
 
 
 def _change_line(target: str, change: VerdictChange) -> str:

@@ -125,3 +125,25 @@ def test_json_download_index(sums_lab: Lab) -> None:
         GOOD: None, CORRUPT: "checksum mismatch", NEW_MANIFEST_OLD_FILE: f"size mismatch ({len(V1)} != {len(V2)})",
         MISSING: None,
     }  # fmt: skip
+
+
+def test_daemon_exports_artifact_checksum_match(sums_lab: Lab, tmp_path: Path) -> None:
+    from tests.daemon import RunningDaemon
+
+    config = tmp_path / "sums.yaml"
+    config.write_text(
+        "dns_min_interval: 0s\ntargets:\n  - name: dl\n    type: checksums\n"
+        f"    url: http://{HOST}:{sums_lab.http_port}\n    manifest: /dl/SHA256SUMS\n"
+        f'    resolvers: ["{sums_lab.resolver}"]\n    interval: 1s\n'
+    )
+    daemon = RunningDaemon(config).start()
+    try:
+        s = daemon.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="dl") or 0) >= 1, 30)
+    finally:
+        daemon.kill()
+    tool = {
+        a: s.get("cdnprobe_artifact_checksum_match", artifact="tool.tar.gz", address=a)
+        for a in EDGES
+    }
+    assert tool == {GOOD: 1, CORRUPT: 0, NEW_MANIFEST_OLD_FILE: 0, MISSING: 1}
+    assert s.get("cdnprobe_artifact_checksum_match", artifact="NOTES", address=MISSING) == 0

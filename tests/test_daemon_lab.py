@@ -326,6 +326,9 @@ BAD_CONFIGS = {
     "apt-with-paths.yaml": "targets[0].paths: not used by type apt: the indexes come from each Release",
     "http-without-paths.yaml": "targets[0].paths: required for type http: the paths to compare",
     "apt-bad-expect.yaml": "targets[0].expect[0]: expected name=version, got 'hello'",
+    "goproxy-without-modules.yaml": "targets[0].modules: required for type goproxy, e.g. [golang.org/x/mod@v0.20.0]",
+    "goproxy-bad-module.yaml": "targets[0].modules[0]: must be a module path like example.org/mod, optionally @version",
+    "checksums-without-manifest.yaml": "targets[0].manifest: required for type checksums, e.g. /dl/SHA256SUMS",
 }
 
 

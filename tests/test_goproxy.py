@@ -149,3 +149,29 @@ def test_bad_gosum_is_a_usage_error(tmp_path: Path) -> None:
         proc.stderr.strip()
         == f"cdnprobe: --gosum {tmp_path / 'go.sum'}: not a go.sum line: 'garbage\\n'"
     )
+
+
+def test_daemon_exports_goproxy_module_match(go_lab: tuple[Lab, str], tmp_path: Path) -> None:
+    from tests.daemon import RunningDaemon
+
+    lab, gosum = go_lab
+    lines = ", ".join(f"'{line}'" for line in gosum.strip().splitlines())
+    config = tmp_path / "go.yaml"
+    config.write_text(
+        "dns_min_interval: 0s\ntargets:\n  - name: proxy\n    type: goproxy\n"
+        f"    url: http://{HOST}:{lab.http_port}/\n    modules: ['{MODULE}@v1.0.0']\n"
+        f"    gosum: [{lines}]\n"
+        f'    resolvers: ["{lab.resolver}"]\n    interval: 1s\n'
+    )
+    daemon = RunningDaemon(config).start()
+    try:
+        s = daemon.wait_for(
+            lambda s: (s.get("cdnprobe_cycles_total", target="proxy") or 0) >= 1, 30
+        )
+    finally:
+        daemon.kill()
+    match = {
+        a: s.get("cdnprobe_goproxy_module_match", module=MODULE, version="v1.0.0", address=a)
+        for a in EDGES
+    }
+    assert match == {GOOD: 1, CORRUPT: 0, TRUNCATED: 0, FOREIGN: 0, REZIPPED: 1}
