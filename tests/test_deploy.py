@@ -21,6 +21,7 @@ from prober.model import (
     AptProblem,
     DnsAnswer,
     Edge,
+    EdgeCheck,
     IndexFile,
     Observation,
     Problem,
@@ -42,6 +43,7 @@ CONTRACT_METRICS = {
     "cdnprobe_request_duration_seconds", "cdnprobe_cycle_last_timestamp_seconds",
     "cdnprobe_apt_index_match", "cdnprobe_apt_edge_would_fail", "cdnprobe_apt_release_timestamp_seconds",
     "cdnprobe_apt_release_valid_until_seconds", "cdnprobe_apt_packages",
+    "cdnprobe_goproxy_module_match", "cdnprobe_artifact_checksum_match",
 }  # fmt: skip
 
 
@@ -54,7 +56,7 @@ def promtool(*args: str, cwd: Path = DEPLOY / "prometheus") -> subprocess.Comple
 def test_rules_pass_promtool_check() -> None:
     proc = promtool("check", "rules", "rules.yml")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 10 rules found" in proc.stdout
+    assert "SUCCESS: 12 rules found" in proc.stdout
 
 
 def test_rule_unit_tests_pass_promtool() -> None:
@@ -112,7 +114,14 @@ def exported_metric_names() -> set[str]:
         release, (problem,), True, {"main/binary-amd64/Packages": 3}, {index.path: True}
     )
     apt_obj = replace(obj, path="/dists/s/InRelease", suite="s", apt=(("192.0.2.1", apt),))
-    report = TargetReport("t", "h", DnsAnswer("h", (edge,), "test"), (obj, apt_obj), now, now)
+    go_obj = replace(
+        obj, name="m.org/x@v1.0.0", checks=(EdgeCheck("192.0.2.1", "h1", "h1:a", "h1:a", "go.sum"),)
+    )
+    sums_obj = replace(
+        obj, name="a.tgz", checks=(EdgeCheck("192.0.2.1", "sha256", "aa", "bb", "manifest", "x"),)
+    )
+    objects = (obj, apt_obj, go_obj, sums_obj)
+    report = TargetReport("t", "h", DnsAnswer("h", (edge,), "test"), objects, now, now)
     snap = TargetSnapshot(
         "t", "h", ("/p",), 30, report, {("192.0.2.1", "timeout"): 1}, Histogram().observe([1]), 1, 1
     )
