@@ -187,6 +187,13 @@ class TargetConfig(_Strict):
     artifacts: list[Word] = Field(
         default_factory=list, description="type checksums: names to check; default: all listed"
     )
+    rehash_every: int = Field(
+        default=1,
+        ge=1,
+        le=10000,
+        description="type checksums: while Content-Length, ETag and Last-Modified are unchanged "
+        "(a HEAD per cycle), hash an artifact fully only every N cycles (1: every cycle)",
+    )
     interval: Interval = 30.0
     timeout: Timeout = 10.0
     resolvers: list[Resolver] = Field(default_factory=list, max_length=8)

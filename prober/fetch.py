@@ -283,6 +283,26 @@ class Fetcher:
                     raise _Failed(exc) from exc
         raise AssertionError("unreachable")  # the loop returns or raises
 
+    async def head(self, edge: Edge, url: str) -> Observation:
+        """A pinned HEAD: status and metadata, no body (for the rehash_every opt-in)."""
+        progress = _Progress()
+        started = time.perf_counter()
+        try:
+            async with self._slots, asyncio.timeout(self.timeout_s):
+                started = time.perf_counter()
+                session = self._session(edge)
+                async with session.head(
+                    url, headers=REQUEST_HEADERS, allow_redirects=False
+                ) as response:
+                    _record_headers(response, progress)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure of an edge becomes its Observation
+            return _observation(
+                progress, started, error=_reason(exc, progress), detail=_detail(exc)
+            )
+        return _observation(progress, started)
+
     async def _get(
         self, session: aiohttp.ClientSession, url: str, progress: _Progress, sink: Sink | None
     ) -> str:

@@ -199,6 +199,12 @@ class _Families:
             + LAST,
             labels=["target", "artifact", "address"],
         )
+        self.hash_age = g(
+            "cdnprobe_artifact_hash_age_cycles",
+            "0 if the artifact was hashed in the last cycle; N if its metadata was unchanged and"
+            " the hash is from N cycles ago (rehash_every)" + LAST,
+            labels=["target", "artifact", "address"],
+        )
         self.apt_problems = g(
             "cdnprobe_apt_problems",
             "Problems of the edge's repository by reason (size_mismatch, hash_mismatch, missing, "
@@ -266,7 +272,11 @@ class _Families:
                 module, _, version = (obj.name or "").partition("@")
                 self.go_match.add_metric([snap.name, module, version, check.address], match)
             else:
-                self.sums_match.add_metric([snap.name, obj.name or "", check.address], match)
+                labels = [snap.name, obj.name or "", check.address]
+                self.sums_match.add_metric(labels, match)
+                result = next((r for r in obj.results if r.edge.address == check.address), None)
+                if result is not None:
+                    self.hash_age.add_metric(labels, result.observation.hash_age_cycles)
 
     def _add_object(self, snap: TargetSnapshot, obj: ObjectReport) -> None:
         if obj.suite is not None:

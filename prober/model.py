@@ -35,6 +35,9 @@ class Observation:
     error: ErrorReason | None = None
     detail: str | None = None  # one line from the transport, for people; never compared
     cache: tuple[tuple[str, str], ...] = ()
+    # 0: the body was hashed in this cycle. N > 0: Content-Length, ETag and Last-Modified were
+    # unchanged (HEAD) and the hash is the one taken N cycles ago (opt-in: rehash_every).
+    hash_age_cycles: int = 0
 
     @property
     def complete(self) -> bool:

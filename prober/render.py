@@ -167,6 +167,7 @@ def edge_json(result: EdgeResult) -> JsonObject:
         "location": obs.location,
         "lag_seconds": result.lag_s,
         "versions_behind": result.versions_behind,
+        "hash_age_cycles": obs.hash_age_cycles,
         "detail": obs.detail,
     }
 

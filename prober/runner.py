@@ -23,7 +23,13 @@ from prober.fetch import Fetcher, make_ssl_context
 from prober.history import VerdictChange, VerdictTracker, VersionHistory
 from prober.model import TargetReport
 from prober.render import iso_utc, safe
-from prober.repocycle import ChecksumSpec, GoSpec, run_checksum_cycle, run_go_cycle
+from prober.repocycle import (
+    ChecksumSpec,
+    GoSpec,
+    RehashCache,
+    run_checksum_cycle,
+    run_go_cycle,
+)
 from prober.snapshot import TargetSnapshot
 from prober.validators.apt import parse_expect
 from prober.validators.goproxy import parse_gosum
@@ -49,6 +55,7 @@ class TargetRunner:
         )
         self.apt_spec = _apt_spec(config) if config.type == "apt" else None
         self.repo_spec = _repo_spec(config)
+        self._rehash = RehashCache(config.rehash_every) if config.rehash_every > 1 else None
         discoverer = Discoverer(config.resolvers, timeout_s=min(config.timeout, 5.0))
         self._discoverer = CachingDiscoverer(discoverer, dns_min_interval_s)
         self._fetcher = Fetcher(
@@ -148,7 +155,11 @@ class TargetRunner:
                 )
             elif isinstance(self.repo_spec, ChecksumSpec):
                 report = await run_checksum_cycle(
-                    self.repo_spec, self._discoverer, self._fetcher, clock=self._clock
+                    self.repo_spec,
+                    self._discoverer,
+                    self._fetcher,
+                    clock=self._clock,
+                    rehash=self._rehash,
                 )
             else:
                 report = await run_cycle(

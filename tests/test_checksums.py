@@ -147,3 +147,37 @@ def test_daemon_exports_artifact_checksum_match(sums_lab: Lab, tmp_path: Path) -
     }
     assert tool == {GOOD: 1, CORRUPT: 0, NEW_MANIFEST_OLD_FILE: 0, MISSING: 1}
     assert s.get("cdnprobe_artifact_checksum_match", artifact="NOTES", address=MISSING) == 0
+
+
+def test_rehash_every_hashes_unchanged_artifacts_only_every_n_cycles(
+    sums_lab: Lab, tmp_path: Path
+) -> None:
+    """rehash_every 3: a HEAD per cycle, a full GET every third, and at once on a change."""
+    from tests.daemon import RunningDaemon
+
+    config = tmp_path / "sums.yaml"
+    config.write_text(
+        "dns_min_interval: 0s\ntargets:\n  - name: dl\n    type: checksums\n"
+        f"    url: http://{HOST}:{sums_lab.http_port}\n    manifest: /dl/SHA256SUMS\n"
+        f'    resolvers: ["{sums_lab.resolver}"]\n    interval: 1s\n    rehash_every: 3\n'
+        "    artifacts: [tool.tar.gz]\n"
+    )
+    daemon = RunningDaemon(config).start()
+    try:
+        s = daemon.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="dl") or 0) >= 6, 30)
+        ages = {s.get("cdnprobe_artifact_hash_age_cycles", address=a) for a in EDGES}
+        assert ages <= {0, 1, 2}
+        sums_lab.write("/dl/tool.tar.gz", V1 + b"changed", edges=[GOOD])  # other size: HEAD sees it
+        s = daemon.wait_for(
+            lambda s: s.get("cdnprobe_artifact_checksum_match", address=GOOD) == 0, 10
+        )
+        assert s.get("cdnprobe_artifact_hash_age_cycles", address=GOOD) == 0
+    finally:
+        daemon.kill()
+    log = [
+        line
+        for line in sums_lab.access_log()
+        if "/dl/tool.tar.gz" in line and line.startswith("127.0.0.3 ")
+    ]
+    gets, heads = sum('"GET ' in x for x in log), sum('"HEAD ' in x for x in log)
+    assert heads >= 3 and gets >= 2 and heads >= gets  # most cycles only asked for metadata
