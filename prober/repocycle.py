@@ -29,7 +29,14 @@ from prober.model import (
     Verdict,
 )
 from prober.validators.checksums import ManifestEntry, ManifestError, parse_manifest
-from prober.validators.goproxy import ZipProblem, escape_path, gomod_hash, parse_list, zip_hash
+from prober.validators.goproxy import (
+    ZipProblem,
+    escape_path,
+    gomod_hash,
+    parse_info,
+    parse_list,
+    zip_hash,
+)
 
 MAX_VERSIONS = 20  # per module, when the config names none: the newest listed
 
@@ -160,25 +167,31 @@ async def run_go_cycle(
 async def _module(
     spec: GoSpec, module: str, versions: tuple[str, ...], edges: Sequence[Edge], fetcher: Fetcher
 ) -> list[ObjectReport]:
-    base = f"{spec.base_url.rstrip('/')}/{escape_path(module)}/@v/"
+    root = f"{spec.base_url.rstrip('/')}/{escape_path(module)}/"
+    base = root + "@v/"
     listed = await asyncio.gather(
         *(fetcher.fetch_into(e, base + "list", BufferSink) for e in edges)
     )
-    per_edge = {
-        e.address: set(parse_list(bytes(sink.data)))
-        if obs.complete and obs.status == 200 and sink
-        else set()
-        for e, (obs, sink) in zip(edges, listed, strict=True)
-    }
-    wanted = versions or tuple(sorted(set().union(*per_edge.values()), key=_semver)[-MAX_VERSIONS:])
-    observed = [(e, obs) for e, (obs, _) in zip(edges, listed, strict=True)]
-    list_obj = compare_object(
-        base + "list", _host(spec.base_url), urlsplit(base).path + "list", observed
-    )
-    reports = [replace(list_obj, name=f"{module} @v/list")]
+    per_edge = [
+        set(parse_list(bytes(sink.data))) if obs.complete and obs.status == 200 and sink else set()
+        for obs, sink in listed
+    ]
+    wanted = versions or tuple(sorted(set().union(*per_edge), key=_semver)[-MAX_VERSIONS:])
+    latest = await asyncio.gather(*(fetcher.fetch(e, root + "@latest") for e in edges))
+    reports = [
+        _compared(base + "list", edges, [obs for obs, _ in listed], f"{module} @v/list"),
+        _compared(root + "@latest", edges, latest, f"{module} @latest"),
+    ]
     for version in wanted:
         reports.append(await _version(spec, module, version, base, edges, fetcher))
     return reports
+
+
+def _compared(
+    url: str, edges: Sequence[Edge], found: Sequence[Observation], name: str
+) -> ObjectReport:
+    observed = list(zip(edges, found, strict=True))
+    return replace(compare_object(url, _host(url), urlsplit(url).path, observed), name=name)
 
 
 def _semver(version: str) -> tuple[int, ...]:
@@ -192,6 +205,9 @@ async def _version(
     stem = base + escape_path(version)
     zips = await asyncio.gather(*(fetcher.fetch_into(e, stem + ".zip", SpoolSink) for e in edges))
     mods = await asyncio.gather(*(fetcher.fetch_into(e, stem + ".mod", BufferSink) for e in edges))
+    infos = await asyncio.gather(
+        *(fetcher.fetch_into(e, stem + ".info", BufferSink) for e in edges)
+    )
     hashes = await asyncio.gather(*(_zip_h1(obs, sink, module, version) for obs, sink in zips))
     mod_hashes = [
         gomod_hash(bytes(sink.data)) if obs.complete and obs.status == 200 and sink else None
@@ -201,17 +217,30 @@ async def _version(
     expected, source = _expected(sums.get((module, version)), [h for h, _ in hashes])
     expected_mod, _ = _expected(sums.get((module, f"{version}/go.mod")), mod_hashes)
     checks = []
-    for edge, (actual, problem), mod in zip(edges, hashes, mod_hashes, strict=True):
+    for edge, (actual, problem), mod, info in zip(edges, hashes, mod_hashes, infos, strict=True):
         if problem is None and actual != expected:
             problem = "checksum mismatch (zip)"
         if problem is None and mod != expected_mod:
             problem = "checksum mismatch (go.mod)" if mod else "go.mod missing"
+        if problem is None:
+            problem = _info_problem(*info, version)
         checks.append(EdgeCheck(edge.address, "h1", expected, actual, source, problem))
     observed = [(e, obs) for e, (obs, _) in zip(edges, zips, strict=True)]
     report = compare_object(
         stem + ".zip", _host(spec.base_url), urlsplit(stem).path + ".zip", observed
     )
     return _judged(report, checks, f"{module}@{version}")
+
+
+def _info_problem(obs: Observation, sink: BufferSink | None, version: str) -> str | None:
+    """`go` reads .info for the version's canonical name and time: it must parse and agree."""
+    if sink is None or not obs.complete or obs.status != 200:
+        return f"bad .info (HTTP {obs.status or obs.error})"
+    try:
+        info = parse_info(bytes(sink.data))
+    except ValueError as exc:
+        return f"bad .info ({exc})"
+    return None if info.version == version else f"bad .info (Version {info.version})"
 
 
 async def _zip_h1(

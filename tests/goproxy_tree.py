@@ -42,6 +42,8 @@ def standard_modules(root: Path) -> None:
     write_module(
         root, MODULE, "v1.1.0", {"hello.go": 'package hello\n\nconst Greeting = "hello, edge"\n'}
     )
+    latest = {"Version": "v1.1.0", "Time": "2026-11-23T12:00:00Z"}
+    (root / MODULE / "@latest").write_text(json.dumps(latest))
 
 
 @dataclass

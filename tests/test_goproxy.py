@@ -128,8 +128,14 @@ def test_every_listed_version_is_checked(go_lab: tuple[Lab, str]) -> None:
     lab, _ = go_lab
     _, doc, _ = check_go(lab, None, MODULE)
     names = [t.get("name") for t in doc["targets"]]
-    assert names == [f"{MODULE} @v/list", f"{MODULE}@v1.0.0", f"{MODULE}@v1.1.0"]
-    newest = doc["targets"][2]
+    assert names == [
+        f"{MODULE} @v/list",
+        f"{MODULE} @latest",
+        f"{MODULE}@v1.0.0",
+        f"{MODULE}@v1.1.0",
+    ]
+    assert {e["status"] for e in doc["targets"][1]["edges"]} == {200}
+    newest = doc["targets"][3]
     assert {e["verdict"] for e in newest["edges"]} == {"ok"}
 
 
@@ -175,3 +181,13 @@ def test_daemon_exports_goproxy_module_match(go_lab: tuple[Lab, str], tmp_path: 
         for a in EDGES
     }
     assert match == {GOOD: 1, CORRUPT: 0, TRUNCATED: 0, FOREIGN: 0, REZIPPED: 1}
+
+
+def test_info_that_names_another_version_is_flagged(go_lab: tuple[Lab, str]) -> None:
+    lab, _ = go_lab
+    (lab.docroot(GOOD) / f"{MODULE}/@v/v1.1.0.info").write_text('{"Version": "v9.9.9"}')
+    _, doc, _ = check_go(lab, None, f"{MODULE}@v1.1.0")
+    entry = next(t for t in doc["targets"] if t.get("name") == f"{MODULE}@v1.1.0")
+    checks = {e["address"]: e["check"] for e in entry["edges"]}
+    assert checks[GOOD]["problem"] == "bad .info (Version v9.9.9)"
+    assert checks[REZIPPED]["problem"] is None
