@@ -198,42 +198,28 @@ class Bench:
             raise RuntimeError(f"cdnprobe check exited {code}")
         return Sample(wall, cpu, self.probes, self.tls_accepts() - before, self.body_bytes, rss)
 
+    def _around(self, pid: int, action: Callable[[], None]) -> Sample:
+        """CPU of a long-running server (daemon, blackbox) while `action` makes it probe."""
+        before, cpu0 = self.tls_accepts(), proc_cpu(pid)
+        started = time.monotonic()
+        action()
+        wall = time.monotonic() - started
+        cpu, tls = proc_cpu(pid) - cpu0, self.tls_accepts() - before
+        return Sample(wall, cpu, self.probes, tls, self.body_bytes, proc_rss_kib(pid))
+
     def daemon_cycle(self) -> Sample:
         assert self.daemon is not None
-        before, cpu0 = self.tls_accepts(), proc_cpu(self.daemon.pid)
-        started = time.monotonic()
-        out = subprocess.run(
-            ["curl", "-sf", f"http://127.0.0.1:{self.daemon_port}/probe?target=bench"],
-            capture_output=True,
-            check=True,
-        )
-        wall = time.monotonic() - started
-        assert b"cdnprobe_edge_up" in out.stdout
-        cpu = proc_cpu(self.daemon.pid) - cpu0
-        return Sample(
-            wall,
-            cpu,
-            self.probes,
-            self.tls_accepts() - before,
-            self.body_bytes,
-            proc_rss_kib(self.daemon.pid),
-        )
+
+        def one_cycle() -> None:
+            url = f"http://127.0.0.1:{self.daemon_port}/probe?target=bench"
+            out = subprocess.run(["curl", "-sf", url], capture_output=True, check=True)
+            assert b"cdnprobe_edge_up" in out.stdout
+
+        return self._around(self.daemon.pid, one_cycle)
 
     def blackbox_probes(self) -> Sample:
         assert self.blackbox is not None
-        before, cpu0 = self.tls_accepts(), proc_cpu(self.blackbox.pid)
-        started = time.monotonic()
-        asyncio.run(self._blackbox_all())
-        wall = time.monotonic() - started
-        cpu = proc_cpu(self.blackbox.pid) - cpu0
-        return Sample(
-            wall,
-            cpu,
-            self.probes,
-            self.tls_accepts() - before,
-            self.body_bytes,
-            proc_rss_kib(self.blackbox.pid),
-        )
+        return self._around(self.blackbox.pid, lambda: asyncio.run(self._blackbox_all()))
 
     async def _blackbox_all(self) -> None:
         slots = asyncio.Semaphore(64)

@@ -146,6 +146,17 @@ class RunningDaemon:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
 
 
+def one_cycle(config: Path, target: str, timeout_s: float = 30) -> Scrape:
+    """Starts `cdnprobe run` on a config, waits for one finished cycle of target, stops it."""
+    daemon = RunningDaemon(config).start()
+    try:
+        return daemon.wait_for(
+            lambda s: (s.get("cdnprobe_cycles_total", target=target) or 0) >= 1, timeout_s
+        )
+    finally:
+        daemon.kill()
+
+
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -178,7 +178,7 @@ def test_bad_apt_usage_exits_2(argv: list[str], needle: str) -> None:
 
 def test_daemon_exports_the_apt_metrics(apt_lab: Lab, tmp_path: Path) -> None:
     """`type: apt` in the daemon: the contract's APT series for every edge."""
-    from tests.daemon import RunningDaemon
+    from tests.daemon import one_cycle
 
     config = tmp_path / "apt.yaml"
     config.write_text(
@@ -186,11 +186,7 @@ def test_daemon_exports_the_apt_metrics(apt_lab: Lab, tmp_path: Path) -> None:
         f"    url: http://{HOST}:{apt_lab.http_port}/\n    suites: [stable]\n"
         f'    resolvers: ["{apt_lab.resolver}"]\n    interval: 1s\n    expect: ["world-cdn=1.0"]\n'
     )
-    daemon = RunningDaemon(config).start()
-    try:
-        s = daemon.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="deb") or 0) >= 1, 30)
-    finally:
-        daemon.kill()
+    s = one_cycle(config, "deb")
     fails = {
         a: s.get("cdnprobe_apt_edge_would_fail", target="deb", suite="stable", address=a)
         for a in EDGES

@@ -128,7 +128,7 @@ def test_json_download_index(sums_lab: Lab) -> None:
 
 
 def test_daemon_exports_artifact_checksum_match(sums_lab: Lab, tmp_path: Path) -> None:
-    from tests.daemon import RunningDaemon
+    from tests.daemon import one_cycle
 
     config = tmp_path / "sums.yaml"
     config.write_text(
@@ -136,11 +136,7 @@ def test_daemon_exports_artifact_checksum_match(sums_lab: Lab, tmp_path: Path) -
         f"    url: http://{HOST}:{sums_lab.http_port}\n    manifest: /dl/SHA256SUMS\n"
         f'    resolvers: ["{sums_lab.resolver}"]\n    interval: 1s\n'
     )
-    daemon = RunningDaemon(config).start()
-    try:
-        s = daemon.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="dl") or 0) >= 1, 30)
-    finally:
-        daemon.kill()
+    s = one_cycle(config, "dl")
     tool = {
         a: s.get("cdnprobe_artifact_checksum_match", artifact="tool.tar.gz", address=a)
         for a in EDGES

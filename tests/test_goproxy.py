@@ -158,7 +158,7 @@ def test_bad_gosum_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_daemon_exports_goproxy_module_match(go_lab: tuple[Lab, str], tmp_path: Path) -> None:
-    from tests.daemon import RunningDaemon
+    from tests.daemon import one_cycle
 
     lab, gosum = go_lab
     lines = ", ".join(f"'{line}'" for line in gosum.strip().splitlines())
@@ -169,13 +169,7 @@ def test_daemon_exports_goproxy_module_match(go_lab: tuple[Lab, str], tmp_path: 
         f"    gosum: [{lines}]\n"
         f'    resolvers: ["{lab.resolver}"]\n    interval: 1s\n'
     )
-    daemon = RunningDaemon(config).start()
-    try:
-        s = daemon.wait_for(
-            lambda s: (s.get("cdnprobe_cycles_total", target="proxy") or 0) >= 1, 30
-        )
-    finally:
-        daemon.kill()
+    s = one_cycle(config, "proxy")
     match = {
         a: s.get("cdnprobe_goproxy_module_match", module=MODULE, version="v1.0.0", address=a)
         for a in EDGES
