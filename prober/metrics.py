@@ -125,7 +125,7 @@ class _Families:
             labels=["target"],
         )
         self.errors = c(
-            "cdnprobe_probe_errors",
+            "cdnprobe_probe_errors_total",
             "Failed fetches by error reason, counted per probe cycle",
             labels=["target", "address", "reason"],
         )
@@ -144,14 +144,14 @@ class _Families:
             "Duration of the last finished probe cycle",
             labels=["target"],
         )
-        self.cycles = c("cdnprobe_cycles", "Probe cycles finished", labels=["target"])
+        self.cycles = c("cdnprobe_cycles_total", "Probe cycles finished", labels=["target"])
         self.interval = g(
             "cdnprobe_target_interval_seconds",
             "Configured probe interval of the target",
             labels=["target"],
         )
         self.skipped = c(
-            "cdnprobe_cycles_skipped",
+            "cdnprobe_cycles_skipped_total",
             "Probe cycles skipped because the previous one was still running",
             labels=["target"],
         )

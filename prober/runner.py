@@ -145,26 +145,7 @@ class TargetRunner:
 
     async def _run_cycle(self) -> TargetSnapshot:
         try:
-            if self.apt_spec is not None:
-                report = await run_apt_cycle(
-                    self.apt_spec, self._discoverer, self._fetcher, clock=self._clock
-                )
-            elif isinstance(self.repo_spec, GoSpec):
-                report = await run_go_cycle(
-                    self.repo_spec, self._discoverer, self._fetcher, clock=self._clock
-                )
-            elif isinstance(self.repo_spec, ChecksumSpec):
-                report = await run_checksum_cycle(
-                    self.repo_spec,
-                    self._discoverer,
-                    self._fetcher,
-                    clock=self._clock,
-                    rehash=self._rehash,
-                )
-            else:
-                report = await run_cycle(
-                    self.spec, self._discoverer, self._fetcher, clock=self._clock, past=self._past()
-                )
+            report = await self._one_cycle()
         except Exception as exc:  # noqa: BLE001 - a bug in one cycle must not stop the daemon
             log.error("target=%s cycle failed: %s: %s", self.spec.name, type(exc).__name__, exc)
             return self.snapshot
@@ -172,6 +153,19 @@ class TargetRunner:
         if self._on_report is not None:
             self._on_report(self.snapshot)
         return self.snapshot
+
+    async def _one_cycle(self) -> TargetReport:
+        """The cycle of this target's type; they all share DNS, the fetcher and the clock."""
+        tools = (self._discoverer, self._fetcher)
+        if self.apt_spec is not None:
+            return await run_apt_cycle(self.apt_spec, *tools, clock=self._clock)
+        if isinstance(self.repo_spec, GoSpec):
+            return await run_go_cycle(self.repo_spec, *tools, clock=self._clock)
+        if isinstance(self.repo_spec, ChecksumSpec):
+            return await run_checksum_cycle(
+                self.repo_spec, *tools, clock=self._clock, rehash=self._rehash
+            )
+        return await run_cycle(self.spec, *tools, clock=self._clock, past=self._past())
 
     def _past(self) -> dict[str, tuple[PastReference, ...]]:
         return {path: self.history.past(path) for path in self.snapshot.paths}
