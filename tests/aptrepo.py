@@ -68,6 +68,22 @@ def publish_two_versions(work: Path) -> Published:
     return Published(v1, v2)
 
 
+def publish_by_hash(work: Path) -> Path:
+    """One publish with Acquire-By-Hash: yes (aptly -acquire-by-hash); returns the tree."""
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "aptly.conf"
+    config.write_text(json.dumps({"rootDir": str(work / "aptly"), "architectures": ["amd64"]}))
+    for args in (
+        ["repo", "create", f"-distribution={SUITE}", "-component=main", "cdn"],
+        ["repo", "add", "cdn", str(_deb(work, "hello-cdn", "1.0"))],
+        ["publish", "repo", "-skip-signing", "-acquire-by-hash", "-architectures=amd64", "cdn"],
+    ):
+        subprocess.run(
+            ["aptly", f"-config={config}", *args], check=True, capture_output=True, timeout=120
+        )
+    return work / "aptly" / "public"
+
+
 @dataclass
 class AptRun:
     ok: bool

@@ -202,3 +202,29 @@ def test_daemon_exports_the_apt_metrics(apt_lab: Lab, tmp_path: Path) -> None:
     assert s.get("cdnprobe_apt_problems", address=OLD, reason="expected_package_missing") == 1
     assert s.get("cdnprobe_edge_object_stale", path="/dists/stable/InRelease", address=OLD) == 1
     assert s.get("cdnprobe_apt_release_valid_until_seconds") is None  # aptly sets none
+
+
+def test_missing_by_hash_is_reported_but_apt_falls_back(tmp_path: Path, ca: trustme.CA) -> None:
+    """With Acquire-By-Hash, an edge missing the by-hash files: apt falls back to the plain
+    name and succeeds, so cdnprobe reports by_hash_missing without would_fail."""
+    from tests.aptrepo import publish_by_hash
+
+    tree = publish_by_hash(tmp_path / "pub")
+    lab = Lab(tmp_path / "lab", ca, [EdgeSpec(GOOD), EdgeSpec(OLD)])
+    lab.http_port = free_port(["127.0.0.2"])
+    lab.start()
+    try:
+        for address in (GOOD, OLD):
+            shutil.rmtree(lab.docroot(address))
+            shutil.copytree(tree, lab.docroot(address))
+        shutil.rmtree(lab.docroot(OLD) / INDEX / "by-hash")
+        _, doc = check_apt(lab)
+        apt = apt_get_update(tmp_path / "apt", f"http://{OLD}:{lab.http_port}/")
+    finally:
+        lab.stop()
+    edges = {e["address"]: e["apt"] for e in doc["targets"][0]["edges"]}
+    assert edges[GOOD]["acquire_by_hash"] is True and edges[GOOD]["problems"] == []
+    reasons = {p["reason"] for p in edges[OLD]["problems"]}
+    assert reasons == {"by_hash_missing"}
+    assert apt.ok, apt.output
+    assert edges[OLD]["would_fail"] is False

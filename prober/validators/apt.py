@@ -8,7 +8,8 @@ fail with "File has unexpected size (…). Mirror sync in progress?" or "Hash Su
 `would_fail` models apt: per index it fetches only one compression, the first of
 Acquire::CompressionTypes::Order (xz, bz2, lzma, gz, lz4, zst, then none) that the Release
 lists, plus Translation-en where listed; an expired Valid-Until fails the whole update. A
-broken variant apt does not fetch is a problem, but not a failure.
+broken variant apt does not fetch is a problem, but not a failure; so is a missing by-hash
+file, as apt then falls back to the plain name (tests/test_apt.py checks both with real apt).
 """
 
 from __future__ import annotations
