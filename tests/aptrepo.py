@@ -4,6 +4,7 @@ aptly (version 1, then version 2 a second later), and a private, real `apt-get u
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -103,7 +104,25 @@ class AptRun:
         return None if self.ok else "other"
 
 
-def apt_get_update(work: Path, base_url: str) -> AptRun:
+def sign_release(dists: Path, work: Path) -> Path:
+    """Clear-signs dists/Release as dists/InRelease with a fresh key; returns the public key."""
+    home = work / "gnupg"
+    home.mkdir(parents=True, mode=0o700, exist_ok=True)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    gpg = ["gpg", "--batch", "--yes", "--passphrase", ""]
+    if not list(home.glob("pubring*")):
+        subprocess.run([*gpg, "--quick-gen-key", "cdnprobe tests <tests@cdnprobe.invalid>", "ed25519", "sign", "never"],
+                       env=env, check=True, capture_output=True, timeout=60)  # fmt: skip
+    subprocess.run([*gpg, "--clearsign", "-o", str(dists / "InRelease"), str(dists / "Release")],
+                   env=env, check=True, capture_output=True, timeout=60)  # fmt: skip
+    key = work / "key.gpg"
+    key.write_bytes(
+        subprocess.run(["gpg", "--export"], env=env, check=True, capture_output=True).stdout
+    )
+    return key
+
+
+def apt_get_update(work: Path, base_url: str, key: Path | None = None) -> AptRun:
     """The real apt-get update against one edge, with private lists, cache and sources."""
     for sub in (
         "lists/partial",
@@ -113,7 +132,8 @@ def apt_get_update(work: Path, base_url: str) -> AptRun:
     ):
         (work / sub).mkdir(parents=True, exist_ok=True)
     (work / "status").write_text("")
-    (work / "sources.list").write_text(f"deb [trusted=yes arch=amd64] {base_url} {SUITE} main\n")
+    trust = f"signed-by={key}" if key else "trusted=yes"
+    (work / "sources.list").write_text(f"deb [{trust} arch=amd64] {base_url} {SUITE} main\n")
     options = {
         "Dir::Etc::sourcelist": work / "sources.list",
         "Dir::Etc::sourceparts": work / "etc/sources.list.d",
@@ -127,6 +147,9 @@ def apt_get_update(work: Path, base_url: str) -> AptRun:
         "Acquire::Languages": "none",
         "Acquire::Retries": "0",
         "Acquire::http::Proxy": "false",
+        # apt's defaults, whatever this machine's apt.conf.d says (some images turn them off)
+        "Acquire::Check-Valid-Until": "true",
+        "Acquire::Check-Date": "true",
     }
     argv = ["apt-get", "update", "-q"] + [f"-o{k}={v}" for k, v in options.items()]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)

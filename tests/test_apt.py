@@ -228,3 +228,27 @@ def test_missing_by_hash_is_reported_but_apt_falls_back(tmp_path: Path, ca: trus
     assert reasons == {"by_hash_missing"}
     assert apt.ok, apt.output
     assert edges[OLD]["would_fail"] is False
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_expired_release_agrees_with_apt(apt_lab: Lab, tmp_path: Path, signed: bool) -> None:
+    """A Release past its Valid-Until, signed (InRelease) or not: apt refuses it, and cdnprobe
+    says expired and would_fail; `signed` tells the two apart."""
+    from tests.aptrepo import sign_release
+
+    dists = apt_lab.docroot(GOOD) / "dists/stable"
+    text = (dists / "Release").read_text()
+    (dists / "Release").write_text(
+        text.replace(
+            "Architectures:", "Valid-Until: Sun, 01 Nov 2026 00:00:00 UTC\nArchitectures:", 1
+        )
+    )
+    key = sign_release(dists, tmp_path) if signed else None
+    _, doc = check_apt(apt_lab)
+    apt = apt_get_update(tmp_path / "apt", f"http://{GOOD}:{apt_lab.http_port}/", key)
+    edge = next(e for e in doc["targets"][0]["edges"] if e["address"] == GOOD)
+    assert edge["apt"]["signed"] is signed
+    assert edge["apt"]["valid_until"] == "Sun, 01 Nov 2026 00:00:00 UTC"
+    assert [p["reason"] for p in edge["apt"]["problems"]] == ["expired"]
+    assert not apt.ok and apt.failure == "expired", apt.output
+    assert edge["apt"]["would_fail"] is True
