@@ -7,7 +7,7 @@ from datetime import datetime
 from html import escape
 
 from prober.model import EdgeResult, TargetReport
-from prober.render import iso_utc
+from prober.render import conclusion, iso_utc
 from prober.snapshot import TargetSnapshot
 
 _STYLE = """
@@ -57,7 +57,8 @@ def _matrix(report: TargetReport) -> str:
             f"<tr><th>{escape(edge.address)} <small>v{edge.family}</small></th>"
             f"{''.join(cells)}</tr>"
         )
-    return f"<table><tr><th>edge</th>{header}</tr>{''.join(rows)}</table>"
+    summary = "".join(f"<li>{escape(conclusion(obj))}</li>" for obj in report.objects)
+    return f"<table><tr><th>edge</th>{header}</tr>{''.join(rows)}</table><ul>{summary}</ul>"
 
 
 def _cell(result: EdgeResult) -> str:
@@ -71,7 +72,8 @@ def _cell(result: EdgeResult) -> str:
         lines.append(f"ETag {obs.etag[:64]}")
     if result.lag_s:
         lines.append(f"lag {result.lag_s:.0f}s")
-    body = "<br>".join(
+    # <small> is a block: one line each, no <br> between them
+    body = "".join(
         f"<small>{escape(line)}</small>" if i else escape(line) for i, line in enumerate(lines)
     )
     return f"<td class={verdict}>{body}</td>"

@@ -107,3 +107,10 @@ def test_hostile_etag_is_bounded_and_escaped() -> None:
     page = status_page([snapshot(report_for((A, body("aa", etag=nasty))))], T0)
     assert "<script>" not in page
     assert "&lt;script&gt;" in page
+
+
+def test_status_page_has_a_cell_per_edge_and_path_and_the_conclusion() -> None:
+    report = report_for((A, body("aa" * 32)), (B, Observation(status=404, sha256="n")))
+    page = status_page([snapshot(report)], T0)
+    assert page.count("<td class=ok>") == 1 and page.count("<td class=divergent>") == 1
+    assert "<li>1 of 2 edges serves a different p (2001:db8::1)</li>" in page
