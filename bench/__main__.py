@@ -274,6 +274,17 @@ def measure(bench: Bench, rounds: int) -> dict[str, Series]:
     return series
 
 
+def run_lab(work: Path, kind: str, edges: int, rounds: int) -> tuple[Bench, dict[str, Series]]:
+    """Builds the corpus and the lab of one kind, measures every contender, stops the lab."""
+    corpus, objects = make_corpus(work / kind, kind)
+    bench = Bench(work / f"{kind}-lab", edges, objects, kind)
+    bench.start(corpus)
+    try:
+        return bench, measure(bench, rounds)
+    finally:
+        bench.stop()
+
+
 def table(title: str, series: dict[str, Series], edges: int) -> list[str]:
     lines = [
         f"### {title}",
@@ -369,13 +380,8 @@ def main() -> int:
     figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="cdnprobe-bench-") as tmp:
         work = Path(tmp)
-        small_corpus, small = make_corpus(work / "small", "small")
-        bench = Bench(work / "small-lab", args.edges, small, "small")
-        bench.start(small_corpus)
-        try:
-            series = measure(bench, args.rounds)
-        finally:
-            bench.stop()
+        bench, series = run_lab(work, "small", args.edges, args.rounds)
+        small = bench.objects
         report += table(
             f"{args.edges} edges x {len(small)} small objects ({bench.probes} probes)",
             series,
@@ -397,13 +403,8 @@ def main() -> int:
             "check_wall_s": series["cdnprobe check"].med(wall),
         }
         if args.mixed_edges:
-            mixed_corpus, mixed = make_corpus(work / "mixed", "mixed")
-            bench = Bench(work / "mixed-lab", args.mixed_edges, mixed, "mixed")
-            bench.start(mixed_corpus)
-            try:
-                series = measure(bench, args.rounds)
-            finally:
-                bench.stop()
+            bench, series = run_lab(work, "mixed", args.mixed_edges, args.rounds)
+            mixed = bench.objects
             gb = bench.body_bytes / 1e9
             report += table(
                 f"{args.mixed_edges} edges x {len(mixed)} objects of 4 KB-50 MB "

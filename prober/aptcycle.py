@@ -28,6 +28,7 @@ from prober.model import (
     Verdict,
 )
 from prober.validators.apt import (
+    RELEASE_MAX_BYTES,
     IndexFamily,
     PackageCounter,
     ReleaseError,
@@ -119,13 +120,17 @@ def _release_problem(got: _EdgeRelease) -> Problem:
     return Problem.BAD_RELEASE
 
 
+def _release_sink() -> BufferSink:
+    return BufferSink(RELEASE_MAX_BYTES)
+
+
 async def _release(base: str, edge: Edge, fetcher: Fetcher) -> _EdgeRelease:
     """InRelease, or Release when there is none (apt does the same); signed says if either
     carried a signature (InRelease's own, or a Release.gpg beside the Release)."""
-    observation, sink = await fetcher.fetch_into(edge, base + "InRelease", BufferSink)
+    observation, sink = await fetcher.fetch_into(edge, base + "InRelease", _release_sink)
     signed_elsewhere = False
     if observation.status == 404:
-        fallback, fallback_sink = await fetcher.fetch_into(edge, base + "Release", BufferSink)
+        fallback, fallback_sink = await fetcher.fetch_into(edge, base + "Release", _release_sink)
         if fallback.status is not None and 200 <= fallback.status < 300:
             gpg = await fetcher.fetch(edge, base + "Release.gpg")
             signed_elsewhere = gpg.complete and gpg.status is not None and 200 <= gpg.status < 300
@@ -134,7 +139,7 @@ async def _release(base: str, edge: Edge, fetcher: Fetcher) -> _EdgeRelease:
         return _EdgeRelease(observation, None, f"HTTP {observation.status or observation.error}")
     assert sink is not None
     if sink.overflow:
-        return _EdgeRelease(observation, None, "Release larger than 16 MiB")
+        return _EdgeRelease(observation, None, f"Release larger than {RELEASE_MAX_BYTES >> 20} MiB")
     try:
         text, signed = unwrap_inrelease(bytes(sink.data))
         return _EdgeRelease(observation, parse_release(text, signed or signed_elsewhere), None)

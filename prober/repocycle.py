@@ -246,9 +246,11 @@ def _info_problem(obs: Observation, sink: BufferSink | None, version: str) -> st
 async def _zip_h1(
     obs: Observation, sink: SpoolSink | None, module: str, version: str
 ) -> tuple[str | None, str | None]:
-    if sink is None or not obs.complete:
+    if sink is None:
         return None, f"fetch_error ({obs.error})" if obs.error else "fetch_error"
     try:
+        if not obs.complete:
+            return None, f"fetch_error ({obs.error})" if obs.error else "fetch_error"
         if obs.status != 200:
             return None, f"missing (HTTP {obs.status})"
         sink.file.seek(0)

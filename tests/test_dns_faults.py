@@ -13,7 +13,7 @@ import dns.query
 import pytest
 
 from tests.conftest import cdnprobe
-from tests.daemon import RunningDaemon
+from tests.daemon import RunningDaemon, one_cycle
 from tests.faults import FaultDns, FaultEdge
 from tests.lab import HOST, Lab
 
@@ -119,11 +119,7 @@ def test_200_addresses_need_tcp_and_respect_the_concurrency_bound(
     config.write_text(
         daemon_config(lab, lab.resolver, concurrency=16, interval="30s", timeout="10s")
     )
-    daemon = RunningDaemon(config).start()
-    try:
-        s = daemon.wait_for(lambda s: (s.get("cdnprobe_cycles_total") or 0) >= 1, 60)
-    finally:
-        daemon.kill()
+    s = one_cycle(config, "repo", timeout_s=60)
     assert s.get("cdnprobe_dns_addresses", family="4") == 200
     assert len(s.series("cdnprobe_edge_up")) == 200
     assert all(v == 1 for v in s.samples["cdnprobe_edge_up"].values())
@@ -140,11 +136,7 @@ def test_200_addresses_need_tcp_and_respect_the_concurrency_bound(
 def test_address_cap_cuts_and_says_so(lab: Lab, crowd: FaultEdge, tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(daemon_config(lab, lab.resolver, max_edges=50, interval="30s", timeout="10s"))
-    daemon = RunningDaemon(config).start()
-    try:
-        s = daemon.wait_for(lambda s: (s.get("cdnprobe_cycles_total") or 0) >= 1, 60)
-    finally:
-        daemon.kill()
+    s = one_cycle(config, "repo", timeout_s=60)
     assert s.get("cdnprobe_dns_addresses", family="4") == 200
     assert s.get("cdnprobe_dns_addresses_dropped", target="repo") == 150
     assert len(s.series("cdnprobe_edge_up")) == 50
