@@ -126,6 +126,10 @@ class FaultEdge:
             await asyncio.sleep(0)  # let the aborted transport finish closing
 
     async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        if writer.transport.is_closing():
+            # the client went away; drain() would not say so (Python 3.11), and the endless
+            # and drip modes would keep this loop busy for nothing
+            raise ConnectionResetError("client closed the connection")
         writer.write(data)
         await writer.drain()
 
@@ -183,6 +187,7 @@ class FaultEdge:
             if self._stop.is_set():
                 break
             await self._send(writer, chunk)
+            await asyncio.sleep(0)  # drain() need not yield: let a lost connection be noticed
         return False
 
     async def _big_headers(self, writer: asyncio.StreamWriter) -> bool:

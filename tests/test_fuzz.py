@@ -75,9 +75,10 @@ def test_web_config_loader_accepts_or_names_the_problem(data: object) -> None:
     )
 )
 def test_response_header_helpers_never_raise(headers: dict[str, str]) -> None:
-    size = _content_length(headers)
+    lowered = {k.lower(): v for k, v in headers.items()}  # as http1.parse_head gives them
+    size = _content_length(lowered)
     assert size is None or size >= 0
-    for name, value in cache_headers({k.lower(): v for k, v in headers.items()}):
+    for name, value in cache_headers(lowered):
         assert name.islower() and len(value) <= 200
 
 

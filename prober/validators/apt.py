@@ -183,11 +183,11 @@ class PackageCounter:
         elif self.suffix:
             self.failed = True  # lz4/zst: not in the standard library; counted elsewhere
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: memoryview) -> None:
         if self.failed:
             return
         try:
-            data = self._decoder.decompress(chunk) if self._decoder else chunk  # type: ignore[attr-defined]
+            data = self._decoder.decompress(chunk) if self._decoder else bytes(chunk)  # type: ignore[attr-defined]
         except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError):
             self.failed = True
             return
