@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, generate_latest
 
 from prober.compare import compare_object
-from prober.history import VerdictTracker, VersionHistory
-from prober.metrics import SnapshotCollector, label
+from prober.history import EdgeState, VerdictTracker, VersionHistory
+from prober.metrics import SnapshotCollector, label, render
 from prober.model import DnsAnswer, Edge, Observation, TargetReport, Verdict
 from prober.snapshot import Histogram, TargetSnapshot
 from prober.statuspage import status_page
@@ -74,9 +75,38 @@ def snapshot(report: TargetReport) -> TargetSnapshot:
 
 
 def exposition(*snaps: TargetSnapshot) -> str:
+    """What /metrics serves: the directly written text."""
+    return render(snaps).decode()
+
+
+def reference(*snaps: TargetSnapshot) -> str:
+    """The same series rendered by prometheus_client from its own objects."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(lambda: snaps))
     return generate_latest(registry).decode()
+
+
+def test_text_renderer_writes_what_prometheus_client_writes() -> None:
+    """Byte for byte, on series with escapes in labels, floats, counters, histograms,
+    missing optional series and two targets."""
+    odd_path = '/dists/"we\\ird"/InRelease'
+    first = snapshot(
+        report_for(
+            (A, body("aa" * 32, etag='W/"x\\y"')),
+            (B, Observation(status=404, size=None, bytes_read=123456789012, sha256="n")),
+            path=odd_path,
+        )
+    )
+    states = {
+        (odd_path, A.address): EdgeState(Verdict.OK, T0, last_recovered=T0),
+        (odd_path, B.address): EdgeState(Verdict.DIVERGENT, T0 + timedelta(seconds=0.5)),
+    }
+    first = replace(first, edge_states=states)
+    second = TargetSnapshot("other", "h2", ("/p",), 0.25, report=None, cycles=7, skipped=3)
+    empty = TargetSnapshot("none", "h3", ("/p",), 30.0)
+    for snaps in [(first,), (first, second, empty), (), (second,)]:
+        assert exposition(*snaps) == reference(*snaps)
+    assert '\\"we\\\\ird\\"' in exposition(first)  # quotes and backslashes escaped
 
 
 def test_metrics_are_a_view_of_the_snapshot() -> None:
