@@ -198,6 +198,23 @@ class Bench:
             raise RuntimeError(f"cdnprobe check exited {code}")
         return Sample(wall, cpu, self.probes, self.tls_accepts() - before, self.body_bytes, rss)
 
+    def naive_aiohttp(self) -> Sample:
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.naive",
+            HOST,
+            str(self.lab.port),
+            self.lab.ca_file,
+            ",".join(self.addresses),
+            *(p for p, _ in self.objects),
+        ]
+        before = self.tls_accepts()
+        wall, cpu, rss, code = run_measured(argv, self.env)
+        if code != 0:
+            raise RuntimeError(f"bench.naive exited {code}")
+        return Sample(wall, cpu, self.probes, self.tls_accepts() - before, self.body_bytes, rss)
+
     def _around(self, pid: int, action: Callable[[], None]) -> Sample:
         """CPU of a long-running server (daemon, blackbox) while `action` makes it probe."""
         before, cpu0 = self.tls_accepts(), proc_cpu(pid)
@@ -265,6 +282,7 @@ def measure(bench: Bench, rounds: int) -> dict[str, Series]:
         "cdnprobe run (cycle)": bench.daemon_cycle,
         "blackbox_exporter": bench.blackbox_probes,
         "curl": bench.curl,
+        "obvious aiohttp prober": bench.naive_aiohttp,
     }
     series = {name: Series(name) for name in contenders}
     bench.daemon_cycle()  # warm-up: the steady state keeps connections from a previous cycle
@@ -401,6 +419,9 @@ def main() -> int:
             ),
             "check_new_tls_per_edge": series["cdnprobe check"].med(tls),
             "check_wall_s": series["cdnprobe check"].med(wall),
+            "check_wall_vs_obvious_aiohttp": ratio(
+                series["cdnprobe check"], series["obvious aiohttp prober"], wall
+            ),
         }
         if args.mixed_edges:
             bench, series = run_lab(work, "mixed", args.mixed_edges, args.rounds)
