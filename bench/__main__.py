@@ -7,7 +7,7 @@ blackbox_exporter probing the same edge x path pairs through /probe with `hostna
 curl process fetching the same files. Reported: median and min-max over the rounds of wall
 time, CPU seconds, CPU per edge-object probe, new TLS connections (nginx stub_status),
 peak RSS and MB/s; then the ratios the performance issue asks for.
-Needs: nginx, dnsmasq, curl, openssl, prometheus-blackbox-exporter, and the test extra.
+Needs: nginx, dnsmasq, curl, openssl, time, prometheus-blackbox-exporter, and the test extra.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from tests.lab import HOST, EdgeSpec, Lab, free_port, spawn, stop_process, wait_
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK = os.sysconf("SC_CLK_TCK")
+GNU_TIME = "/usr/bin/time"  # Debian package `time`
+WARM_UP_CYCLES = 5  # daemon cycles before the measured rounds (its first cycles cost more)
 
 
 @dataclass
@@ -74,13 +76,21 @@ def proc_rss_kib(pid: int) -> int:
 def run_measured(
     argv: list[str], env: dict[str, str] | None = None
 ) -> tuple[float, float, int, int]:
-    """wall, CPU seconds, peak RSS (KiB) and exit status of one child process."""
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.monotonic() - started
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, proc.returncode
+    """wall, CPU seconds, peak RSS (KiB) and exit status of one child process.
+
+    The peak RSS comes from GNU time, not from our own wait4: Linux counts the memory of the
+    process that forked a child into that child's ru_maxrss (the old address space at exec),
+    so a child of this benchmark (aiohttp, the lab, ~50 MiB) would never look smaller than
+    it. GNU time is small, and its child's figure is the command's own."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss_file:
+        timed = [GNU_TIME, "-f", "%M", "-o", rss_file.name, *argv]
+        started = time.monotonic()
+        proc = subprocess.Popen(timed, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)  # includes the command, which time waited for
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - started
+        rss = int(rss_file.read().strip().splitlines()[-1])
+    return wall, usage.ru_utime + usage.ru_stime, rss, proc.returncode
 
 
 class Bench:
@@ -285,7 +295,8 @@ def measure(bench: Bench, rounds: int) -> dict[str, Series]:
         "obvious aiohttp prober": bench.naive_aiohttp,
     }
     series = {name: Series(name) for name in contenders}
-    bench.daemon_cycle()  # warm-up: the steady state keeps connections from a previous cycle
+    for _ in range(WARM_UP_CYCLES):  # the steady state: connections and memory from before
+        bench.daemon_cycle()
     for _ in range(rounds):
         for name, run in contenders.items():  # interleaved, so drift hits every contender alike
             series[name].samples.append(run())

@@ -39,6 +39,8 @@ class ConfigError(ProberError):
 
 def one_line(text: str) -> str:
     """Text from a file or an edge, fit for a one-line message: control characters escaped."""
+    if text.isprintable():
+        return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 

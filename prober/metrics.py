@@ -41,6 +41,8 @@ def label(value: str | None, limit: int = LABEL_MAX) -> str:
 
 
 _go_float = cast(Callable[[float], str], floatToGoString)  # the library's own float format
+# Most values are small integers (0/1 flags, verdicts, HTTP statuses): their text, made once.
+_SMALL = {n: _go_float(n) for n in range(600)}
 
 
 def _escape(value: str) -> str:
@@ -71,7 +73,10 @@ class _Text:
         )
 
     def add(self, key: str, value: float) -> None:
-        self._lines.append(f"{self._name}{{{key}}} {_go_float(value)}\n")
+        text = _SMALL.get(value)  # type: ignore[call-overload]
+        if text is None:
+            text = _go_float(value)
+        self._lines.append(f"{self._name}{{{key}}} {text}\n")
 
     def add_metric(self, values: list[str], value: float) -> None:
         self.add(self.key(values), value)
