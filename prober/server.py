@@ -120,6 +120,7 @@ async def serve(
     reloads: set[asyncio.Task[str | None]] = set()
     # Everything allocated so far (modules, config) lives as long as the process: keep it out
     # of the collector's full passes, which otherwise walk it again every few cycles.
+    gc.collect()  # garbage first: frozen objects are never collected
     gc.freeze()
 
     def on_hup() -> None:
