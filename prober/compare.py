@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 
 from prober.model import (
     Edge,
@@ -36,6 +37,11 @@ def parse_http_date(value: str | None) -> datetime | None:
     """RFC 9110 HTTP-date to an aware datetime; None when absent or unparseable."""
     if not value:
         return None
+    return _parse_http_date(value)
+
+
+@lru_cache(maxsize=1024)  # every edge of an object usually sends the same Last-Modified
+def _parse_http_date(value: str) -> datetime | None:
     try:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

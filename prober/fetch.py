@@ -74,14 +74,19 @@ class BufferSink:
 def _target(url: str) -> tuple[str, str, int, bytes, bytes]:
     """(scheme, host, port, GET request, HEAD request) for a URL."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {url}")
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError(f"not an http(s) URL: {url[:100]!r}")
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")  # the A-label, as in SNI and DNS
+    if not host.replace(".", "").replace("-", "").replace(":", "").replace("_", "").isalnum():
+        raise ValueError(f"bad host name in URL: {url[:100]!r}")
     default = 443 if parts.scheme == "https" else 80
     port = parts.port or default
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    get = http1.request_bytes("GET", parts.hostname, port, default, target)
-    head = http1.request_bytes("HEAD", parts.hostname, port, default, target)
-    return parts.scheme, parts.hostname, port, get, head
+    get = http1.request_bytes("GET", host, port, default, target)
+    head = http1.request_bytes("HEAD", host, port, default, target)
+    return parts.scheme, host, port, get, head
 
 
 def make_ssl_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
@@ -167,12 +172,12 @@ class Fetcher:
         make_sink: Callable[[], S] | None,
         sinks: list[S],
     ) -> Observation:
-        scheme, host, port, get, head = _target(url)
-        pool = self._pool(edge, scheme, host, port)
         loop = asyncio.get_running_loop()
         current: Exchange | None = None
         started = time.perf_counter()
         try:
+            scheme, host, port, get, head = _target(url)
+            pool = self._pool(edge, scheme, host, port)
             async with self._slots:
                 started = time.perf_counter()
                 async with asyncio.timeout(self.timeout_s):

@@ -113,3 +113,17 @@ def test_bad_framing_fails_and_drops_the_connection(
     exchange, connection, transport = run(response, 4, limit=10)
     assert isinstance(exchange.done.exception(), error)
     assert transport.aborted and not connection.release()
+
+
+def test_request_head_carries_the_url_host_port_and_a_safe_path() -> None:
+    from prober.fetch import _target
+
+    scheme, host, port, get, head = _target("https://bücher.example:8443/a b\r\nX: y?q=1")
+    assert (scheme, host, port) == ("https", "xn--bcher-kva.example", 8443)  # SNI's A-label
+    assert get.startswith(b"GET /a%20b") and b"\r\nX:" not in get  # no header injection
+    assert b"\r\nHost: xn--bcher-kva.example:8443\r\n" in get
+    assert b"Accept-Encoding: identity\r\n" in get and head.startswith(b"HEAD /a%20b")
+    assert b"Host: repo.test\r\n" in _target("https://repo.test/p")[3]  # default port omitted
+    assert b"Host: [::1]:8443\r\n" in _target("https://[::1]:8443/p")[3]
+    with pytest.raises(ValueError):
+        _target("https://a b/")
