@@ -186,7 +186,6 @@ class Bench:
     # ---- the four contenders ----------------------------------------------------------
 
     def cdnprobe_check(self) -> Sample:
-        before = self.tls_accepts()
         argv = [
             sys.executable,
             "-m",
@@ -203,10 +202,7 @@ class Bench:
             "2GiB",
             "--json",
         ]
-        wall, cpu, rss, code = run_measured(argv, self.env)
-        if code not in (0, 1):
-            raise RuntimeError(f"cdnprobe check exited {code}")
-        return Sample(wall, cpu, self.probes, self.tls_accepts() - before, self.body_bytes, rss)
+        return self._fresh_process("cdnprobe check", argv, ok=(0, 1))  # 1: divergence found
 
     def naive_aiohttp(self) -> Sample:
         argv = [
@@ -219,10 +215,13 @@ class Bench:
             ",".join(self.addresses),
             *(p for p, _ in self.objects),
         ]
+        return self._fresh_process("bench.naive", argv)
+
+    def _fresh_process(self, name: str, argv: list[str], ok: tuple[int, ...] = (0,)) -> Sample:
         before = self.tls_accepts()
         wall, cpu, rss, code = run_measured(argv, self.env)
-        if code != 0:
-            raise RuntimeError(f"bench.naive exited {code}")
+        if code not in ok:
+            raise RuntimeError(f"{name} exited {code}")
         return Sample(wall, cpu, self.probes, self.tls_accepts() - before, self.body_bytes, rss)
 
     def _around(self, pid: int, action: Callable[[], None]) -> Sample:
@@ -267,7 +266,6 @@ class Bench:
             await asyncio.gather(*(one(a, p) for a in self.addresses for p, _ in self.objects))
 
     def curl(self) -> Sample:
-        before = self.tls_accepts()
         argv = ["curl", "-s", "--parallel", "--parallel-max", "64"]
         for i, address in enumerate(self.addresses):
             if i:
@@ -280,10 +278,7 @@ class Bench:
             ]
             for url in self.urls():
                 argv += ["-o", "/dev/null", url]
-        wall, cpu, rss, code = run_measured(argv)
-        if code != 0:
-            raise RuntimeError(f"curl exited {code}")
-        return Sample(wall, cpu, self.probes, self.tls_accepts() - before, self.body_bytes, rss)
+        return self._fresh_process("curl", argv)
 
 
 def measure(bench: Bench, rounds: int) -> dict[str, Series]:

@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from prober import __version__, http1
+from prober import http1
 from prober.errors import ErrorReason
 from prober.http1 import BodyTooLarge, BodyTruncated, ConnectFailed, Disconnected, Exchange
 from prober.model import Edge, Observation
@@ -36,9 +36,6 @@ CACHE_HEADERS = (
     "x-edge-location",
 )
 CACHE_VALUE_MAX = 200
-# Requests send Accept-Encoding: identity and bodies are never decoded: the bytes are hashed
-# as served, so an edge that compresses anyway shows up as divergent instead of looking fine.
-http1.USER_AGENT = f"cdnprobe/{__version__}"
 # TLS 1.2 suites in the order Go and browsers use (AES-128-GCM first: as strong for this use
 # and about 40% cheaper to decrypt than AES-256-GCM), then Python's own default list.
 CIPHERS = (
@@ -132,10 +129,6 @@ class Fetcher:
             self._pools[key] = pool
         return pool
 
-    @property
-    def connections_opened(self) -> int:
-        return sum(pool.connections_opened for pool in self._pools.values())
-
     async def forget(self, keep: set[Edge]) -> None:
         """Close the pools of edges that are no longer in DNS, and size new pools: with many
         edges the global bound already keeps every connection busy, and each extra
@@ -208,13 +201,6 @@ class Fetcher:
         assert current is not None
         sha256 = None if head_only else current.sha256.hexdigest()
         return _observation(current, started, sha256=sha256)
-
-
-def _content_length(headers: Mapping[str, str]) -> int | None:
-    value = headers.get("content-length")
-    if value is None or "chunked" in headers.get("transfer-encoding", "").lower():
-        return None
-    return http1.content_length(value)
 
 
 def cache_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -23,12 +23,15 @@ from collections.abc import Callable
 from typing import cast
 from urllib.parse import quote
 
+from prober import __version__
+
 READ_BUFFER = 256 << 10  # the TLS layer decrypts up to this much per callback
 FIRST_BUFFER = 64 << 10  # until a body needs more: pages are touched when allocated
 HEADER_MAX = 32 << 10  # status line and headers of one response
 LINE_MAX = 4096  # a chunk-size line or a trailer line
 TRAILER_MAX = 32 << 10
 NO_BODY_STATUS = frozenset({204, 304})
+USER_AGENT = f"cdnprobe/{__version__}"
 
 _HEAD, _LENGTH, _UNTIL_CLOSE, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _IDLE, _DEAD = range(
     9
@@ -59,12 +62,6 @@ class Disconnected(ConnectionError):
     def __init__(self, cause: BaseException | None) -> None:
         super().__init__(str(cause) if cause else "closed before a response")
         self.cause = cause
-
-
-class BodySink:
-    """What an exchange feeds the body to; `view` is valid only during the call."""
-
-    def feed(self, view: memoryview) -> None: ...
 
 
 class Exchange:
@@ -152,13 +149,13 @@ class Connection(asyncio.BufferedProtocol):
         self._fill += nbytes
         exchange = self.exchange
         if exchange is None or self._state in (_IDLE, _DEAD):
-            self._die()  # bytes nobody asked for: this connection cannot be trusted again
+            self.abort()  # bytes nobody asked for: this connection cannot be trusted again
             return
         try:
             self._parse(exchange)
         except (ProtocolError, BodyTooLarge, ValueError) as exc:
             exchange.fail(exc if not isinstance(exc, ValueError) else ProtocolError(str(exc)))
-            self._die()
+            self.abort()
             return
         if self._pos == self._fill:
             self._pos = self._fill = self._scan = 0
@@ -224,9 +221,6 @@ class Connection(asyncio.BufferedProtocol):
         return ok
 
     def abort(self) -> None:
-        self._die()
-
-    def _die(self) -> None:
         self._state = _DEAD
         self.closed = True
         if self.transport is not None:
@@ -388,7 +382,10 @@ def _chunk_size(line: bytes) -> int:
 
 
 def request_bytes(method: str, url_host: str, port: int, default_port: int, target: str) -> bytes:
-    """The request head. Host carries the port unless it is the scheme's default."""
+    """The request head. Host carries the port unless it is the scheme's default.
+
+    Accept-Encoding: identity, and bodies are never decoded: the bytes are hashed as served,
+    so an edge that compresses anyway shows up as divergent instead of looking fine."""
     host = f"[{url_host}]" if ":" in url_host else url_host
     if port != default_port:
         host = f"{host}:{port}"
@@ -397,9 +394,6 @@ def request_bytes(method: str, url_host: str, port: int, default_port: int, targ
         f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
         f"Accept-Encoding: identity\r\nUser-Agent: {USER_AGENT}\r\n\r\n"
     ).encode("ascii")
-
-
-USER_AGENT = "cdnprobe"
 
 
 class EdgePool:
@@ -424,7 +418,6 @@ class EdgePool:
         self._keepalive_s = keepalive_s
         self._idle: list[Connection] = []
         self.closed = False
-        self.connections_opened = 0
 
     async def exchange(self, request: bytes, exchange: Exchange, *, fresh: bool = False) -> None:
         async with self._slots:
@@ -432,16 +425,13 @@ class EdgePool:
             exchange.reused = connection is not None
             if connection is None:
                 connection = await self._connect()
-            kept = False
             try:
                 connection.send(request, exchange)
                 await exchange.done
-                kept = connection.release() and not self.closed
-            finally:
-                if kept:
+            finally:  # a failed, cancelled or unfinished exchange leaves the connection unfit
+                if connection.release() and not self.closed:
                     self._idle.append(connection)
                 else:
-                    connection.release()
                     connection.abort()
 
     def _take_idle(self) -> Connection | None:
@@ -467,7 +457,6 @@ class EdgePool:
             raise
         except OSError as exc:
             raise ConnectFailed(exc.errno, exc.strerror or str(exc)) from exc
-        self.connections_opened += 1
         return connection
 
     def close(self) -> None:

@@ -99,8 +99,7 @@ class _Reference:
     def add(self, key: list[str], value: float) -> None:
         self.metric.add_metric(key, value)  # type: ignore[attr-defined]
 
-    def add_metric(self, values: list[str], value: float) -> None:
-        self.metric.add_metric(values, value)  # type: ignore[attr-defined]
+    add_metric = add  # the key is the label values themselves
 
 
 class _Families:

@@ -13,7 +13,8 @@ from prober.cli import check_url
 from prober.compare import compare_object, parse_http_date
 from prober.config import parse_config, parse_model
 from prober.errors import ConfigError, ErrorReason, UsageError
-from prober.fetch import _content_length, cache_headers
+from prober.fetch import cache_headers
+from prober.http1 import content_length
 from prober.metrics import LABEL_MAX, label
 from prober.model import Edge, Observation
 from prober.render import object_table, safe
@@ -76,7 +77,7 @@ def test_web_config_loader_accepts_or_names_the_problem(data: object) -> None:
 )
 def test_response_header_helpers_never_raise(headers: dict[str, str]) -> None:
     lowered = {k.lower(): v for k, v in headers.items()}  # as http1.parse_head gives them
-    size = _content_length(lowered)
+    size = content_length(lowered.get("content-length", ""))
     assert size is None or size >= 0
     for name, value in cache_headers(lowered):
         assert name.islower() and len(value) <= 200
