@@ -1,3 +1,3 @@
-from prober.cli import main
+from prober.cli import entry
 
-raise SystemExit(main())
+entry()

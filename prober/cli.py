@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import os
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -530,6 +532,20 @@ _COMMANDS = {
     "config-schema": _config_schema,
     "demo": _demo,
 }
+
+
+def entry() -> NoReturn:
+    """The `cdnprobe` command. After the command, the exit handlers run and the output is
+    flushed, but the heap is not torn down object by object (10-15 ms of a one-shot
+    `check` went to freeing what the process exit frees anyway)."""
+    code = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # e.g. the reader of a pipe went away: as Python itself reports it
+            code = code or 120
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -58,10 +58,16 @@ def variant_key(obs: Observation) -> VariantKey:
     return VariantKey("status", f"{obs.status}{where}")
 
 
-def group_variants(observed: Iterable[tuple[Edge, Observation]]) -> tuple[Variant, ...]:
+def group_variants(
+    observed: Iterable[tuple[Edge, Observation]], keys: Iterable[VariantKey] | None = None
+) -> tuple[Variant, ...]:
+    """The variants, in key order; `keys` are the observations' variant keys if known."""
+    observed = list(observed)
+    if keys is None:
+        keys = [variant_key(obs) for _, obs in observed]
     groups: dict[VariantKey, list[tuple[Edge, Observation]]] = {}
-    for edge, obs in observed:
-        groups.setdefault(variant_key(obs), []).append((edge, obs))
+    for key, member in zip(keys, observed, strict=True):
+        groups.setdefault(key, []).append(member)
     return tuple(_variant(key, members) for key, members in sorted(groups.items()))
 
 
@@ -111,9 +117,12 @@ def judge(
     reference: Variant | None,
     past: Sequence[PastReference] = (),
     now: datetime | None = None,
+    key: VariantKey | None = None,
 ) -> tuple[Verdict, float | None, int | None]:
-    """Verdict, lag in seconds and versions behind for one edge against the reference."""
-    key = variant_key(obs)
+    """Verdict, lag in seconds and versions behind for one edge against the reference
+    (`key`: the observation's variant key, if already known)."""
+    if key is None:
+        key = variant_key(obs)
     if key.kind == "error":
         return Verdict.ERROR, None, None
     if reference is None:
@@ -170,14 +179,15 @@ def compare_object(
     now: datetime | None = None,
 ) -> ObjectReport:
     """Group one object's observations into variants, pick the reference, judge each edge."""
-    variants = group_variants(observed)
+    keys = [variant_key(obs) for _, obs in observed]  # each once: they are compared often
+    variants = group_variants(observed, keys)
     origin_variant = group_variants([(Edge("origin", 4), origin)])[0] if origin else None
     reference, source = choose_reference(variants, origin_variant)
     results = []
-    for edge, obs in sorted(observed, key=lambda m: m[0]):
-        verdict, lag, behind = judge(edge, obs, reference, past, now)
-        results.append(EdgeResult(edge, obs, verdict, variant_key(obs), lag, behind))
-    notes = _notes(observed, origin)
+    for (edge, obs), key in sorted(zip(observed, keys, strict=True), key=lambda m: m[0][0]):
+        verdict, lag, behind = judge(edge, obs, reference, past, now, key)
+        results.append(EdgeResult(edge, obs, verdict, key, lag, behind))
+    notes = _notes(observed, keys, origin)
     return ObjectReport(
         url=url,
         host=host,
@@ -192,12 +202,14 @@ def compare_object(
 
 
 def _notes(
-    observed: Sequence[tuple[Edge, Observation]], origin: Observation | None
+    observed: Sequence[tuple[Edge, Observation]],
+    keys: Sequence[VariantKey],
+    origin: Observation | None,
 ) -> tuple[str, ...]:
     notes = []
     by_key: dict[VariantKey, list[Observation]] = {}
-    for _, obs in observed:
-        by_key.setdefault(variant_key(obs), []).append(obs)
+    for (_, obs), key in zip(observed, keys, strict=True):
+        by_key.setdefault(key, []).append(obs)
     for key, members in sorted(by_key.items()):
         if key.kind != "body" or len(members) < 2:
             continue

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
 
-from tests.conftest import FaultEdgeFactory, cdnprobe
+from tests.conftest import ROOT, FaultEdgeFactory, cdnprobe
 from tests.lab import HOST, Lab
 
 INRELEASE = "/dists/stable/InRelease"
@@ -371,3 +374,26 @@ def test_help_documents_every_option() -> None:
     assert proc.returncode == 0
     for option in ("--resolver", "--ca-file", "--timeout", "--json", "--insecure", "--origin"):
         assert option in proc.stdout
+
+
+def test_the_command_flushes_its_output_and_runs_exit_handlers(tmp_path: Any) -> None:
+    """The `cdnprobe` entry point skips the heap's teardown (os._exit), so it must flush the
+    output and run the exit handlers (logging's among them) itself: a large document
+    written to a pipe arrives, an atexit handler runs, and the exit code is main's."""
+    marker = tmp_path / "atexit-ran"
+    code = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').write('yes'))\n"
+        "from prober.cli import entry\n"
+        "sys.argv = ['cdnprobe', 'config-schema']\n"
+        "entry()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PYTHONUNBUFFERED", None)  # buffered, as stdout to a pipe normally is
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    schema = json.loads(proc.stdout)  # smaller than the pipe's buffer: only a flush sends it
+    assert "properties" in schema
+    assert marker.read_text() == "yes"
