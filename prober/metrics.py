@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, cast
 
 from prometheus_client.core import (
@@ -43,6 +44,9 @@ def label(value: str | None, limit: int = LABEL_MAX) -> str:
 _go_float = cast(Callable[[float], str], floatToGoString)  # the library's own float format
 # Most values are small integers (0/1 flags, verdicts, HTTP statuses): their text, made once.
 _SMALL = {n: _go_float(n) for n in range(600)}
+# The rest are mostly timestamps (verdict since, last recovered) that stay the same from one
+# cycle to the next: each formatted once while it lasts.
+_go_float_seen = lru_cache(maxsize=1 << 14)(_go_float)
 
 
 def _escape(value: str) -> str:
@@ -75,7 +79,7 @@ class _Text:
     def add(self, key: str, value: float) -> None:
         text = _SMALL.get(value)  # type: ignore[call-overload]
         if text is None:
-            text = _go_float(value)
+            text = _go_float_seen(value)
         self._lines.append(f"{self._name}{{{key}}} {text}\n")
 
     def add_metric(self, values: list[str], value: float) -> None:
@@ -316,8 +320,13 @@ class _Families:
             count = sum(1 for e in resolved if e.family == family)
             self.dns.add_metric([name, str(family)], count)
         self.dropped.add_metric([name], len(report.dns.dropped) if report.dns else 0)
+        # an edge is up if it answered every object completely
+        answered = [
+            {r.edge.address for r in obj.results if r.observation.complete}
+            for obj in report.objects
+        ]
         for edge in report.edges:
-            complete = all(_complete(o, edge.address) for o in report.objects)
+            complete = all(edge.address in addresses for addresses in answered)
             self.edge_up.add_metric([name, edge.address, str(edge.family)], 1 if complete else 0)
         for obj in report.objects:
             self._add_object(snap, obj)
@@ -388,10 +397,6 @@ class _Families:
                 self.since.add(key, state.since.timestamp())
                 if state.last_recovered is not None:
                     self.recovered.add(key, state.last_recovered.timestamp())
-
-
-def _complete(obj: ObjectReport, address: str) -> bool:
-    return any(r.edge.address == address and r.observation.complete for r in obj.results)
 
 
 def families(snapshots: Iterable[TargetSnapshot]) -> Iterator[Metric]:

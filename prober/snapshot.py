@@ -5,8 +5,10 @@ A snapshot is frozen and replaced whole, so a scrape sees one cycle or the next,
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from types import MappingProxyType
 
 from prober.history import EdgeState, Version
@@ -29,12 +31,14 @@ class Histogram:
         return self.buckets[-1]
 
     def observe(self, values: list[float]) -> Histogram:
-        counts = list(self.buckets)
-        for value in values:
-            for i, bound in enumerate((*DURATION_BUCKETS, float("inf"))):
-                if value <= bound:
-                    counts[i] += 1
-        return Histogram(tuple(counts), self.total + sum(values))
+        per_bucket = [0] * len(self.buckets)
+        for value in values:  # the first bucket whose bound is >= value (le), else +Inf
+            per_bucket[bisect_left(DURATION_BUCKETS, value)] += 1
+        counts = list(accumulate(per_bucket))
+        return Histogram(
+            tuple(a + b for a, b in zip(self.buckets, counts, strict=True)),
+            self.total + sum(values),
+        )
 
 
 @dataclass(frozen=True, slots=True)

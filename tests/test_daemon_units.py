@@ -144,3 +144,25 @@ def test_status_page_has_a_cell_per_edge_and_path_and_the_conclusion() -> None:
     page = status_page([snapshot(report)], T0)
     assert page.count("<td class=ok>") == 1 and page.count("<td class=divergent>") == 1
     assert "<li>1 of 2 edges serves a different p (2001:db8::1)</li>" in page
+
+
+def test_duration_histogram_counts_as_prometheus_client_does() -> None:
+    """Cumulative `le` buckets, a value on a bound counted in it, +Inf for the rest, summed
+    over cycles: the same counts as prometheus_client's own Histogram for the same values."""
+    from prometheus_client import Histogram as ClientHistogram
+
+    from prober.snapshot import DURATION_BUCKETS
+
+    cycles = [[0.005, 0.0051, 0.0, 0.25, 60.0, 61.0, 2.4999], [0.01, 1e9, 0.0049], []]
+    registry = CollectorRegistry()
+    reference = ClientHistogram("d", "d", buckets=DURATION_BUCKETS, registry=registry)
+    ours = Histogram()
+    for values in cycles:
+        ours = ours.observe(values)
+        for value in values:
+            reference.observe(value)
+    expected = [
+        int(s.value) for s in next(iter(registry.collect())).samples if s.name == "d_bucket"
+    ]
+    assert list(ours.buckets) == expected
+    assert ours.count == 10 and ours.total == sum(sum(c) for c in cycles)
