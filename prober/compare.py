@@ -58,16 +58,22 @@ def variant_key(obs: Observation) -> VariantKey:
     return VariantKey("status", f"{obs.status}{where}")
 
 
-def group_variants(
-    observed: Iterable[tuple[Edge, Observation]], keys: Iterable[VariantKey] | None = None
-) -> tuple[Variant, ...]:
-    """The variants, in key order; `keys` are the observations' variant keys if known."""
+def group_variants(observed: Iterable[tuple[Edge, Observation]]) -> tuple[Variant, ...]:
     observed = list(observed)
-    if keys is None:
-        keys = [variant_key(obs) for _, obs in observed]
+    return _variants(_groups(observed, [variant_key(obs) for _, obs in observed]))
+
+
+def _groups(
+    observed: Sequence[tuple[Edge, Observation]], keys: Sequence[VariantKey]
+) -> dict[VariantKey, list[tuple[Edge, Observation]]]:
+    """The observations by variant key (`keys`: one per observation, in the same order)."""
     groups: dict[VariantKey, list[tuple[Edge, Observation]]] = {}
     for key, member in zip(keys, observed, strict=True):
         groups.setdefault(key, []).append(member)
+    return groups
+
+
+def _variants(groups: dict[VariantKey, list[tuple[Edge, Observation]]]) -> tuple[Variant, ...]:
     return tuple(_variant(key, members) for key, members in sorted(groups.items()))
 
 
@@ -112,17 +118,14 @@ def _most_edges_first(v: Variant) -> tuple[int, bool, VariantKey]:
 
 
 def judge(
-    edge: Edge,
+    key: VariantKey,
     obs: Observation,
     reference: Variant | None,
     past: Sequence[PastReference] = (),
     now: datetime | None = None,
-    key: VariantKey | None = None,
 ) -> tuple[Verdict, float | None, int | None]:
-    """Verdict, lag in seconds and versions behind for one edge against the reference
-    (`key`: the observation's variant key, if already known)."""
-    if key is None:
-        key = variant_key(obs)
+    """Verdict, lag in seconds and versions behind for one edge's observation (whose variant
+    key is `key`) against the reference."""
     if key.kind == "error":
         return Verdict.ERROR, None, None
     if reference is None:
@@ -180,14 +183,15 @@ def compare_object(
 ) -> ObjectReport:
     """Group one object's observations into variants, pick the reference, judge each edge."""
     keys = [variant_key(obs) for _, obs in observed]  # each once: they are compared often
-    variants = group_variants(observed, keys)
+    groups = _groups(observed, keys)
+    variants = _variants(groups)
     origin_variant = group_variants([(Edge("origin", 4), origin)])[0] if origin else None
     reference, source = choose_reference(variants, origin_variant)
     results = []
     for (edge, obs), key in sorted(zip(observed, keys, strict=True), key=lambda m: m[0][0]):
-        verdict, lag, behind = judge(edge, obs, reference, past, now, key)
+        verdict, lag, behind = judge(key, obs, reference, past, now)
         results.append(EdgeResult(edge, obs, verdict, key, lag, behind))
-    notes = _notes(observed, keys, origin)
+    notes = _notes(groups, origin)
     return ObjectReport(
         url=url,
         host=host,
@@ -202,19 +206,14 @@ def compare_object(
 
 
 def _notes(
-    observed: Sequence[tuple[Edge, Observation]],
-    keys: Sequence[VariantKey],
-    origin: Observation | None,
+    groups: dict[VariantKey, list[tuple[Edge, Observation]]], origin: Observation | None
 ) -> tuple[str, ...]:
     notes = []
-    by_key: dict[VariantKey, list[Observation]] = {}
-    for (_, obs), key in zip(observed, keys, strict=True):
-        by_key.setdefault(key, []).append(obs)
-    for key, members in sorted(by_key.items()):
+    for key, members in sorted(groups.items()):
         if key.kind != "body" or len(members) < 2:
             continue
-        etags = {o.etag for o in members}
-        dates = {o.last_modified for o in members}
+        etags = {o.etag for _, o in members}
+        dates = {o.last_modified for _, o in members}
         if len(etags) > 1:
             notes.append(f"identical bytes ({key.label}) with {len(etags)} different ETags")
         if len(dates) > 1:

@@ -34,11 +34,8 @@ class Histogram:
         per_bucket = [0] * len(self.buckets)
         for value in values:  # the first bucket whose bound is >= value (le), else +Inf
             per_bucket[bisect_left(DURATION_BUCKETS, value)] += 1
-        counts = list(accumulate(per_bucket))
-        return Histogram(
-            tuple(a + b for a, b in zip(self.buckets, counts, strict=True)),
-            self.total + sum(values),
-        )
+        counts = zip(self.buckets, accumulate(per_bucket), strict=True)
+        return Histogram(tuple(a + b for a, b in counts), self.total + sum(values))
 
 
 @dataclass(frozen=True, slots=True)

@@ -378,8 +378,8 @@ def test_help_documents_every_option() -> None:
 
 def test_the_command_flushes_its_output_and_runs_exit_handlers(tmp_path: Any) -> None:
     """The `cdnprobe` entry point skips the heap's teardown (os._exit), so it must flush the
-    output and run the exit handlers (logging's among them) itself: a large document
-    written to a pipe arrives, an atexit handler runs, and the exit code is main's."""
+    output and run the exit handlers (logging's among them) itself: a document written
+    to a pipe arrives, an atexit handler runs, and the exit code is main's."""
     marker = tmp_path / "atexit-ran"
     code = (
         "import atexit, sys\n"
