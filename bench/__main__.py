@@ -349,14 +349,27 @@ def ratio(a: Series, b: Series, pick: Callable[[Sample], float]) -> float:
     return a.med(pick) / b.med(pick)
 
 
+def mb_s(seconds: list[float]) -> float:
+    """Median MB/s of the 1 GiB object over rounds that took `seconds`."""
+    return statistics.median((1 << 30) / t / 1e6 for t in seconds)
+
+
 def gib_run(work: Path, corpus: Path, rounds: int) -> dict[str, float]:
+    """The 1 GiB object, interleaved each round: `cdnprobe check`; the floor, the least a
+    Python prober can do (bench/floor.py: one blocking TLS socket into hashlib); and curl
+    receiving it without hashing. Then `openssl speed` on the quiet machine."""
     bench = Bench(work / "gib", 1, [(f"/{GIB_NAME}", 1 << 30)], "gib")
     bench.lab.start()
+    address, port, path = bench.addresses[0], bench.lab.port, f"/{GIB_NAME}"
+    floor_argv = [sys.executable, "-m", "bench.floor", HOST, str(port), bench.lab.ca_file]
+    curl_argv = ["curl", "-sS", "-o", "/dev/null", "-w", "%{time_total} %{size_download}"]
+    curl_argv += ["--cacert", bench.lab.ca_file, "--connect-to", f"{HOST}:{port}:{address}:{port}"]
     try:
-        root = bench.lab.docroot(bench.addresses[0])
+        root = bench.lab.docroot(address)
         shutil.rmtree(root)
         root.symlink_to(corpus)
-        samples, probe_s = [], []
+        samples, digests = [], set()
+        probe_s, floor_s, curl_s = [], [], []
         for _ in range(rounds):
             with tempfile.TemporaryFile() as out:
                 samples.append(bench.cdnprobe_check(out))
@@ -365,6 +378,22 @@ def gib_run(work: Path, corpus: Path, rounds: int) -> dict[str, float]:
             if edge["bytes_read"] != 1 << 30 or edge["error"]:
                 raise RuntimeError(f"1 GiB check failed: {edge}")
             probe_s.append(edge["elapsed_ms"] / 1000)
+            digests.add(edge["sha256"])
+            floor = json.loads(
+                subprocess.run(
+                    [*floor_argv, address, path], capture_output=True, check=True, env=bench.env
+                ).stdout
+            )
+            floor_s.append(floor["elapsed_s"])
+            digests.add(floor["sha256"])
+            seconds, size = subprocess.run(
+                [*curl_argv, bench.urls()[0]], capture_output=True, text=True, check=True
+            ).stdout.split()
+            if int(size) != 1 << 30:
+                raise RuntimeError(f"curl received {size} bytes")
+            curl_s.append(float(seconds))
+        if len(digests) != 1:
+            raise RuntimeError(f"the 1 GiB object hashed differently: {sorted(digests)}")
     finally:
         bench.lab.stop()
     openssl = subprocess.run(
@@ -377,8 +406,8 @@ def gib_run(work: Path, corpus: Path, rounds: int) -> dict[str, float]:
     # The probe: connect, TLS, request, and the body streamed into SHA-256 (the edge's own
     # elapsed time in the report). The process: that plus interpreter start-up, imports and
     # DNS, which are not hashing but are what a one-shot run costs.
-    probe = statistics.median((1 << 30) / t / 1e6 for t in probe_s)
-    process = statistics.median((1 << 30) / s.wall_s / 1e6 for s in samples)
+    probe, floor_mbs = mb_s(probe_s), mb_s(floor_s)
+    process = mb_s([s.wall_s for s in samples])
     rss = statistics.median(s.rss_kib / 1024 for s in samples)
     return {
         "probe_mb_s": probe,
@@ -387,6 +416,10 @@ def gib_run(work: Path, corpus: Path, rounds: int) -> dict[str, float]:
         "share": probe / openssl_mbs,
         "process_share": process / openssl_mbs,
         "peak_rss_mib": rss,
+        "floor_mb_s": floor_mbs,
+        "floor_share": floor_mbs / openssl_mbs,
+        "probe_vs_floor": probe / floor_mbs,
+        "curl_receive_mb_s": mb_s(curl_s),
     }
 
 
