@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 from prober.compare import compare_object
 from prober.config import Config, TargetConfig
-from prober.daemon import Daemon
+from prober.daemon.core import Daemon
+from prober.daemon.snapshot import Histogram, TargetSnapshot
 from prober.model import DnsAnswer, Edge, Observation, TargetReport
-from prober.snapshot import Histogram, TargetSnapshot
 
 
 def daemon_with_snapshot(edges: int, paths: int) -> Daemon:

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from prober.cycle import TargetSpec, run_cycle, utc_now
 from prober.discovery import Discoverer
 from prober.errors import UsageError
 from prober.fetch import Fetcher, make_ssl_context
+from prober.kinds.plain import TargetSpec, run_cycle, utc_now
 from prober.model import Report
 
 if TYPE_CHECKING:
-    from prober.aptcycle import AptSpec
-    from prober.repocycle import ChecksumSpec, GoSpec
+    from prober.kinds.apt import AptSpec
+    from prober.kinds.goproxy import ChecksumSpec, GoSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ def _tools(options: CheckOptions, context: ssl.SSLContext) -> tuple[Discoverer, 
 
 
 async def run_apt_check(spec: AptSpec, options: CheckOptions, context: ssl.SSLContext) -> Report:
-    from prober.aptcycle import run_apt_cycle  # only --apt pays for the APT code
+    from prober.kinds.apt import run_apt_cycle  # only --apt pays for the APT code
 
     discoverer, fetcher = _tools(options, context)
     try:
@@ -81,7 +81,7 @@ async def run_apt_check(spec: AptSpec, options: CheckOptions, context: ssl.SSLCo
 async def run_repo_check(
     spec: GoSpec | ChecksumSpec, options: CheckOptions, context: ssl.SSLContext
 ) -> Report:
-    from prober.repocycle import GoSpec, run_checksum_cycle, run_go_cycle
+    from prober.kinds.goproxy import GoSpec, run_checksum_cycle, run_go_cycle
 
     discoverer, fetcher = _tools(options, context)
     try:

@@ -20,10 +20,10 @@ from prober.errors import ProberError, UsageError
 
 if TYPE_CHECKING:
     from prober.config import Config
+    from prober.daemon.shard import Shard
+    from prober.daemon.webconfig import WebConfig
+    from prober.kinds.goproxy import ChecksumSpec, GoSpec
     from prober.model import Report
-    from prober.repocycle import ChecksumSpec, GoSpec
-    from prober.shard import Shard
-    from prober.webconfig import WebConfig
 
 T = TypeVar("T")
 EXIT_OK, EXIT_DIVERGENT, EXIT_USAGE, EXIT_UNRESOLVED = 0, 1, 2, 3
@@ -318,8 +318,8 @@ def _check(args: argparse.Namespace) -> int:
 
         report = run_async(run_repo_check(_repo_spec(args), options, context))
     elif args.apt:
-        from prober.aptcycle import AptSpec
         from prober.check import run_apt_check
+        from prober.kinds.apt import AptSpec
         from prober.validators.apt import parse_expect
 
         try:
@@ -350,7 +350,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _repo_spec(args: argparse.Namespace) -> GoSpec | ChecksumSpec:
-    from prober.repocycle import ChecksumSpec, GoSpec
+    from prober.kinds.goproxy import ChecksumSpec, GoSpec
 
     if args.checksums:
         url = check_url(args.checksums, "--checksums MANIFEST_URL")
@@ -398,13 +398,13 @@ def _setup_logging() -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from prober.config import load_config
-    from prober.shard import Shard
+    from prober.daemon.shard import Shard
 
     shard = Shard.parse(args.shard) if args.shard else None
     config = load_config(args.config)
     web_config = None
     if args.web_config:
-        from prober.webconfig import load_web_config
+        from prober.daemon.webconfig import load_web_config
 
         web_config = load_web_config(args.web_config)
     listen = _listen(args.listen) if args.listen else config.listen
@@ -433,8 +433,8 @@ async def _serve(
 ) -> int:
     import logging
 
-    from prober.daemon import Daemon
-    from prober.server import serve
+    from prober.daemon.core import Daemon
+    from prober.daemon.server import serve
 
     daemon = Daemon(config, config_path=path, shard=shard)
     log = logging.getLogger("cdnprobe")
@@ -477,12 +477,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _run_demo(listen: str, interval_s: float, cycles: int | None) -> int:
-    from prober.daemon import Daemon
+    from prober.daemon.core import Daemon
+    from prober.daemon.server import serve
+    from prober.daemon.snapshot import TargetSnapshot
     from prober.demo import DEMO_HOST, STALE_EDGE, TRUNCATING_EDGE, MiniCdn
     from prober.model import Report
     from prober.render import table
-    from prober.server import serve
-    from prober.snapshot import TargetSnapshot
 
     cdn = MiniCdn()
     await cdn.start()

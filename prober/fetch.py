@@ -18,10 +18,16 @@ from functools import lru_cache
 from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from prober import http1
 from prober.errors import ErrorReason
-from prober.http1 import BodyTooLarge, BodyTruncated, ConnectFailed, Disconnected, Exchange
 from prober.model import Edge, Observation
+from prober.transport import http1
+from prober.transport.http1 import (
+    BodyTooLarge,
+    BodyTruncated,
+    ConnectFailed,
+    Disconnected,
+    Exchange,
+)
 
 CACHE_HEADERS = (
     "age",

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import CollectorRegistry, generate_latest
 
 from prober.compare import compare_object
-from prober.history import EdgeState, VerdictTracker, VersionHistory
-from prober.metrics import SnapshotCollector, label, render
+from prober.daemon.history import EdgeState, VerdictTracker, VersionHistory
+from prober.daemon.metrics import SnapshotCollector, label, render
+from prober.daemon.snapshot import Histogram, TargetSnapshot
+from prober.daemon.statuspage import status_page
 from prober.model import DnsAnswer, Edge, Observation, TargetReport, Verdict
-from prober.snapshot import Histogram, TargetSnapshot
-from prober.statuspage import status_page
 from tests.daemon import parse
 
 T0 = datetime(2026, 11, 23, 14, tzinfo=UTC)
@@ -151,7 +151,7 @@ def test_duration_histogram_counts_as_prometheus_client_does() -> None:
     over cycles: the same counts as prometheus_client's own Histogram for the same values."""
     from prometheus_client import Histogram as ClientHistogram
 
-    from prober.snapshot import DURATION_BUCKETS
+    from prober.daemon.snapshot import DURATION_BUCKETS
 
     cycles = [[0.005, 0.0051, 0.0, 0.25, 60.0, 61.0, 2.4999], [0.01, 1e9, 0.0049], []]
     registry = CollectorRegistry()

@@ -15,7 +15,8 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from prober.compare import compare_object
-from prober.metrics import DaemonCollector, SnapshotCollector
+from prober.daemon.metrics import DaemonCollector, SnapshotCollector
+from prober.daemon.snapshot import Histogram, TargetSnapshot
 from prober.model import (
     AptEdgeResult,
     AptProblem,
@@ -28,7 +29,6 @@ from prober.model import (
     Release,
     TargetReport,
 )
-from prober.snapshot import Histogram, TargetSnapshot
 from tests.conftest import ROOT, cdnprobe
 from tests.daemon import parse
 

@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 from prober.cli import check_url
 from prober.compare import compare_object, parse_http_date
 from prober.config import parse_config, parse_model
+from prober.daemon.metrics import LABEL_MAX, label
+from prober.daemon.webconfig import WebConfig
 from prober.errors import ConfigError, ErrorReason, UsageError
 from prober.fetch import cache_headers
-from prober.http1 import content_length
-from prober.metrics import LABEL_MAX, label
 from prober.model import Edge, Observation
 from prober.render import object_table, safe
-from prober.webconfig import WebConfig
+from prober.transport.http1 import content_length
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -12,7 +12,7 @@ import hashlib
 
 import pytest
 
-from prober.http1 import BodyTooLarge, Connection, Exchange, ProtocolError
+from prober.transport.http1 import BodyTooLarge, Connection, Exchange, ProtocolError
 
 
 class Transport:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from prober.daemon.shard import Shard, select, shard_of
 from prober.errors import UsageError
-from prober.shard import Shard, select, shard_of
 from tests.conftest import cdnprobe
 
 names = st.lists(st.from_regex(r"[a-z0-9_.-]{1,20}", fullmatch=True), unique=True, max_size=60)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from prober.config import TargetConfig
-from prober.runner import TargetRunner
+from prober.daemon.runner import TargetRunner
 from tests.conftest import FaultEdgeFactory
 from tests.lab import HOST, Lab
 

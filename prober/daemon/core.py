@@ -16,12 +16,12 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from prober.config import Config, TargetConfig, load_config
-from prober.cycle import Clock, utc_now
+from prober.daemon.metrics import DaemonCollector, SnapshotCollector, render
+from prober.daemon.runner import ReportHook, TargetRunner
+from prober.daemon.shard import Shard, select
+from prober.daemon.snapshot import TargetSnapshot
 from prober.errors import ConfigError
-from prober.metrics import DaemonCollector, SnapshotCollector, render
-from prober.runner import ReportHook, TargetRunner
-from prober.shard import Shard, select
-from prober.snapshot import TargetSnapshot
+from prober.kinds.plain import Clock, utc_now
 
 log = logging.getLogger("cdnprobe")
 

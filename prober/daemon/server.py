@@ -16,10 +16,10 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from prober.cycle import utc_now
-from prober.daemon import Daemon
-from prober.statuspage import status_page
-from prober.webconfig import BasicAuth, WebConfig, server_ssl_context
+from prober.daemon.core import Daemon
+from prober.daemon.statuspage import status_page
+from prober.daemon.webconfig import BasicAuth, WebConfig, server_ssl_context
+from prober.kinds.plain import utc_now
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -23,10 +23,10 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from prober import __version__
+from prober.daemon.shard import Shard
+from prober.daemon.snapshot import DURATION_BUCKETS, TargetSnapshot
 from prober.errors import one_line
 from prober.model import ObjectReport, Verdict
-from prober.shard import Shard
-from prober.snapshot import DURATION_BUCKETS, TargetSnapshot
 
 LAST = " (from the last probe cycle)"
 LABEL_MAX = 64

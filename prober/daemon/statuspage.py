@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from html import escape
 
+from prober.daemon.snapshot import TargetSnapshot
 from prober.model import EdgeResult, TargetReport
 from prober.render import conclusion, iso_utc
-from prober.snapshot import TargetSnapshot
 
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}

@@ -14,23 +14,23 @@ from dataclasses import replace
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from prober.aptcycle import AptSpec, run_apt_cycle
 from prober.compare import PastReference
 from prober.config import TargetConfig
-from prober.cycle import Clock, TargetSpec, run_cycle, utc_now
+from prober.daemon.history import VerdictChange, VerdictTracker, VersionHistory
+from prober.daemon.snapshot import TargetSnapshot
 from prober.discovery import CachingDiscoverer, Discoverer
 from prober.fetch import Fetcher, make_ssl_context
-from prober.history import VerdictChange, VerdictTracker, VersionHistory
-from prober.model import TargetReport
-from prober.render import iso_utc, safe
-from prober.repocycle import (
+from prober.kinds.apt import AptSpec, run_apt_cycle
+from prober.kinds.goproxy import (
     ChecksumSpec,
     GoSpec,
     RehashCache,
     run_checksum_cycle,
     run_go_cycle,
 )
-from prober.snapshot import TargetSnapshot
+from prober.kinds.plain import Clock, TargetSpec, run_cycle, utc_now
+from prober.model import TargetReport
+from prober.render import iso_utc, safe
 from prober.validators.apt import parse_expect
 from prober.validators.goproxy import parse_gosum
 

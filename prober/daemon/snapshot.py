@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from types import MappingProxyType
 
-from prober.history import EdgeState, Version
+from prober.daemon.history import EdgeState, Version
 from prober.model import TargetReport
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -14,10 +14,10 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from prober.compare import compare_object
-from prober.cycle import Clock, cap_edges, utc_now
 from prober.discovery import CachingDiscoverer, Discoverer
 from prober.errors import DiscoveryError
 from prober.fetch import BufferSink, Fetcher
+from prober.kinds.plain import Clock, cap_edges, utc_now
 from prober.model import (
     DnsAnswer,
     Edge,
