@@ -18,6 +18,7 @@ class ErrorReason(StrEnum):
     TRUNCATED = "truncated"
     PROTOCOL = "protocol"
     TOO_LARGE = "too_large"
+    STREAM_RESET = "stream_reset"  # HTTP/2: RST_STREAM, or GOAWAY before the body was complete
 
 
 class ProberError(Exception):

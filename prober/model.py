@@ -38,6 +38,7 @@ class Observation:
     # 0: the body was hashed in this cycle. N > 0: Content-Length, ETag and Last-Modified were
     # unchanged (HEAD) and the hash is the one taken N cycles ago (opt-in: rehash_every).
     hash_age_cycles: int = 0
+    http_version: str = "1.1"  # what the exchange spoke: "1.1" or "2"
 
     @property
     def complete(self) -> bool:
