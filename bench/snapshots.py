@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from prober.compare import compare_object
-from prober.config import Config, TargetConfig
+from prober.config import Config, PlainTarget
 from prober.daemon.core import Daemon
 from prober.daemon.snapshot import Histogram, TargetSnapshot
 from prober.model import DnsAnswer, Edge, Observation, TargetReport
@@ -35,9 +35,7 @@ def daemon_with_snapshot(edges: int, paths: int) -> Daemon:
         "bench", "h", DnsAnswer("h", tuple(found), "test"), tuple(objects), now, now
     )
     config = Config(
-        targets=[
-            TargetConfig(name="bench", url="https://h", paths=[f"/p{p}" for p in range(paths)])
-        ]
+        targets=[PlainTarget(name="bench", url="https://h", paths=[f"/p{p}" for p in range(paths)])]
     )
     daemon = Daemon(config)
     snapshot = TargetSnapshot("bench", "h", tuple(f"/p{p}" for p in range(paths)), 30, report, {},

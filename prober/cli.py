@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from prober.config import Config
     from prober.daemon.shard import Shard
     from prober.daemon.webconfig import WebConfig
-    from prober.kinds.goproxy import ChecksumSpec, GoSpec
     from prober.model import Report
 
 T = TypeVar("T")
@@ -186,6 +185,22 @@ def _add_check(commands: Any) -> None:
         metavar="NAME=VERSION",
         help="a package version that must be in the indexes of every edge",
     )
+    apt.add_argument(
+        "--keyring",
+        metavar="FILE",
+        help="verify InRelease / Release.gpg with this keyring, as apt's signed-by "
+        "(armored or binary); without one a signature is detected, not verified",
+    )
+    apt.add_argument(
+        "--trusted", action="store_true", help="as apt's [trusted=yes]: accept an unsigned Release"
+    )
+    apt.add_argument(
+        "--apt-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an apt option that changes apt's verdict: " + ", ".join(APT_OPTIONS),
+    )
     go = check.add_argument_group(
         "Go module proxies",
         "--goproxy BASE_URL --module M[@V]: on every edge, @v/list and each version's .mod and "
@@ -210,6 +225,12 @@ def _add_check(commands: Any) -> None:
     sums.add_argument("--checksums", metavar="MANIFEST_URL", help="the manifest's URL")
     sums.add_argument(
         "--artifact", action="append", default=[], metavar="NAME", help="only these (repeatable)"
+    )
+    check.add_argument(
+        "--http",
+        choices=("1.1", "2", "auto"),
+        help="HTTP version: auto offers h2 and http/1.1 by ALPN (default for --goproxy and "
+        "--checksums, as go and curl do); 2 requires h2; 1.1 (default for URLs and --apt)",
     )
     check.add_argument(
         "--color",
@@ -286,54 +307,11 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from prober.check import CheckOptions, run_check, ssl_context_for
+    from prober.check import run_check, ssl_context_for
 
-    urls = [check_url(u) for u in args.urls]
-    modes = [bool(urls), bool(args.apt), bool(args.goproxy), bool(args.checksums)]
-    if sum(modes) != 1:
-        raise UsageError(
-            "give URLs to check, or one of --apt, --goproxy, --checksums (not several)"
-        )
-    if args.goproxy and not args.module:
-        raise UsageError("--goproxy needs at least one --module")
-    if args.apt and not args.suite:
-        raise UsageError("--apt needs at least one --suite")
-    if not args.apt and (args.suite or args.component or args.arch or args.expect):
-        raise UsageError("--suite, --component, --arch and --expect go with --apt")
-    origin = check_url(args.origin, "--origin URL") if args.origin else None
-    options = CheckOptions(
-        urls=tuple(urls),
-        resolvers=tuple(args.resolver),
-        ca_file=args.ca_file,
-        insecure=args.insecure,
-        timeout_s=args.timeout,
-        max_body_bytes=args.max_body_size,
-        concurrency=args.concurrency,
-        origin=origin,
-        max_edges=args.max_edges,
-    )
-    context = ssl_context_for(options.ca_file, options.insecure)
-    if args.goproxy or args.checksums:
-        from prober.check import run_repo_check
-
-        report = run_async(run_repo_check(_repo_spec(args), options, context))
-    elif args.apt:
-        from prober.check import run_apt_check
-        from prober.kinds.apt import AptSpec
-        from prober.validators.apt import parse_expect
-
-        try:
-            expect = tuple(parse_expect(args.expect))
-        except ValueError as exc:
-            raise UsageError(f"--expect: {exc}") from None
-        spec = AptSpec(
-            name=check_url(args.apt, "--apt BASE_URL"), base_url=args.apt, suites=tuple(args.suite),
-            components=tuple(args.component), architectures=tuple(args.arch), expect=expect,
-            max_edges=args.max_edges,
-        )  # fmt: skip
-        report = run_async(run_apt_check(spec, options, context))
-    else:
-        report = run_async(run_check(options, context))
+    names, config = check_config(args)
+    ssl_context_for(args.ca_file, args.insecure)  # a CA file that cannot be used: one line
+    report = run_async(run_check(config, names))
     if args.json:
         from prober.render import dumps
 
@@ -349,31 +327,141 @@ def _check(args: argparse.Namespace) -> int:
     return check_exit_code(report)
 
 
-def _repo_spec(args: argparse.Namespace) -> GoSpec | ChecksumSpec:
-    from prober.kinds.goproxy import ChecksumSpec, GoSpec
+# apt's own option names (apt.conf) → the APT target's fields, with their values' parsers
+APT_OPTIONS = {
+    "Acquire::Languages": "languages",
+    "Acquire::By-Hash": "by_hash",
+    "Acquire::Check-Valid-Until": "check_valid_until",
+    "Acquire::Max-FutureTime": "max_future_seconds",
+}
 
+
+def _apt_options(items: list[str]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        field = APT_OPTIONS.get(name.strip())
+        if not sep or field is None:
+            known = ", ".join(APT_OPTIONS)
+            raise UsageError(f"--apt-option {item!r}: expected NAME=VALUE with NAME one of {known}")
+        value = value.strip()
+        if field == "languages":
+            fields[field] = [] if value == "none" else [v for v in value.split(",") if v]
+        elif field == "check_valid_until":
+            fields[field] = value.lower() in ("1", "true", "yes", "on")
+        else:
+            fields[field] = value
+    return fields
+
+
+# Config fields as the check command's options, for one-line messages about them.
+_OPTIONS = {
+    "url": "URL", "paths": "URL", "origin": "--origin URL", "timeout": "--timeout",
+    "resolvers": "--resolver", "max_body_size": "--max-body-size", "max_edges": "--max-edges",
+    "concurrency": "--concurrency", "suites": "--suite", "components": "--component",
+    "architectures": "--arch", "expect": "--expect", "modules": "--module",
+    "artifacts": "--artifact", "manifest": "--checksums MANIFEST_URL", "http": "--http",
+    "gosum": "--gosum", "keyring": "--keyring", "languages": "--apt-option Acquire::Languages",
+    "by_hash": "--apt-option Acquire::By-Hash",
+    "check_valid_until": "--apt-option Acquire::Check-Valid-Until",
+    "max_future_seconds": "--apt-option Acquire::Max-FutureTime",
+}  # fmt: skip
+
+
+def check_config(args: argparse.Namespace) -> tuple[list[str], Config]:
+    """The check's arguments as the daemon's validated config: one target per host (plain
+    URLs) or the one repository asked for, and the names to show for them."""
+    from pydantic import ValidationError
+
+    from prober.config import Config
+
+    urls = [check_url(u) for u in args.urls]
+    modes = [bool(urls), bool(args.apt), bool(args.goproxy), bool(args.checksums)]
+    if sum(modes) != 1:
+        raise UsageError(
+            "give URLs to check, or one of --apt, --goproxy, --checksums (not several)"
+        )
+    if args.goproxy and not args.module:
+        raise UsageError("--goproxy needs at least one --module")
+    if args.apt and not args.suite:
+        raise UsageError("--apt needs at least one --suite")
+    apt_only = (args.suite, args.component, args.arch, args.expect, args.keyring, args.trusted,
+                args.apt_option)  # fmt: skip
+    if not args.apt and any(apt_only):
+        raise UsageError("--suite, --component, --arch and --expect go with --apt")
+    if args.keyring and not os.path.isfile(args.keyring):
+        raise UsageError(f"--keyring {args.keyring}: no such file")
+    if args.origin:
+        check_url(args.origin, "--origin URL")
+    common: dict[str, Any] = {
+        "resolvers": list(args.resolver), "ca_file": args.ca_file, "insecure": args.insecure,
+        "timeout": args.timeout, "max_body_size": args.max_body_size,
+        "max_edges": args.max_edges,
+    }  # fmt: skip
+    if args.http:
+        common["http"] = args.http
+    names, targets = _check_targets(args, urls, common)
+    try:
+        return names, Config(concurrency=args.concurrency, targets=targets)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        field = next((str(p) for p in reversed(error["loc"]) if str(p) in _OPTIONS), "")
+        option = _OPTIONS.get(field, field)
+        if field == "gosum":
+            option = f"--gosum {args.gosum}"
+        message = str(error["msg"]).removeprefix("Value error, ").split("\x00")[-1]
+        raise UsageError(f"{option}: {message}" if option else message) from None
+
+
+def _check_targets(
+    args: argparse.Namespace, urls: list[str], common: dict[str, Any]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    if args.apt:
+        url = check_url(args.apt, "--apt BASE_URL")
+        apt = {"type": "apt", "url": url, "suites": args.suite, "components": args.component,
+               "architectures": args.arch, "expect": args.expect, "keyring": args.keyring,
+               "trusted": args.trusted, **_apt_options(args.apt_option)}  # fmt: skip
+        return [url], [{**common, **apt, "name": "check"}]
+    if args.goproxy:
+        url = check_url(args.goproxy, "--goproxy BASE_URL")
+        go = {"type": "goproxy", "url": url, "modules": args.module, "gosum": _gosum(args.gosum)}
+        return [url], [{**common, **go, "name": "check"}]
     if args.checksums:
         url = check_url(args.checksums, "--checksums MANIFEST_URL")
-        return ChecksumSpec(url, url, tuple(args.artifact), args.origin, args.max_edges)
-    base = check_url(args.goproxy, "--goproxy BASE_URL")
-    modules = tuple(
-        (m.partition("@")[0], (m.partition("@")[2],) if "@" in m else ()) for m in args.module
-    )
-    return GoSpec(base, base, modules, _gosum(args.gosum), args.max_edges)
+        base, path = _split(url)
+        sums = {"type": "checksums", "url": base, "manifest": path, "artifacts": args.artifact,
+                "origin": args.origin}  # fmt: skip
+        return [url], [{**common, **sums, "name": "check"}]
+    grouped: dict[str, list[str]] = {}
+    for url in urls:
+        base, path = _split(url)
+        paths = grouped.setdefault(base, [])
+        if path not in paths:
+            paths.append(path)
+    names = [urlsplit(base).hostname or base for base in grouped]
+    targets = [
+        {**common, "name": f"t{i}", "url": base, "paths": paths, "origin": args.origin}
+        for i, (base, paths) in enumerate(grouped.items())
+    ]
+    return names, targets
 
 
-def _gosum(path: str | None) -> tuple[tuple[str, str, str], ...]:
+def _split(url: str) -> tuple[str, str]:
+    """A URL as the base (scheme, host, port) and the path with its query."""
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return f"{parts.scheme}://{parts.netloc}", path
+
+
+def _gosum(path: str | None) -> list[str]:
     if path is None:
-        return ()
-    from prober.validators.goproxy import parse_gosum
-
+        return []
     try:
         with open(path, encoding="utf-8") as file:
-            lines = [line for line in file if line.strip()]
-        return tuple((m, v, h) for (m, v), h in parse_gosum(lines).items())
+            return [line for line in file if line.strip()]
     except OSError as exc:
         raise UsageError(f"--gosum {path}: {exc.strerror}") from None
-    except ValueError as exc:
+    except ValueError as exc:  # not UTF-8
         raise UsageError(f"--gosum {path}: {exc}") from None
 
 

@@ -14,10 +14,14 @@ from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
 from prober.model import (
+    AptEdgeResult,
     Edge,
+    EdgeCheck,
     EdgeResult,
+    Kind,
     ObjectReport,
     Observation,
+    Problem,
     ReferenceSource,
     Variant,
     VariantKey,
@@ -117,7 +121,7 @@ def _most_edges_first(v: Variant) -> tuple[int, bool, VariantKey]:
     return (-len(v.edges), v.key.kind != "body", v.key)
 
 
-def judge(
+def judge_bytes(
     key: VariantKey,
     obs: Observation,
     reference: Variant | None,
@@ -172,6 +176,44 @@ def _since_superseded(
     return None
 
 
+def judge_check(verdict: Verdict, lag: float | None, check: EdgeCheck | None) -> Judgement:
+    """A repository check decides (Go module, checksum manifest): a problem makes the edge
+    divergent, a pass makes it ok whatever its bytes; transport errors stay errors."""
+    if verdict is Verdict.ERROR or check is None:
+        return verdict, lag
+    if check.problem is not None:
+        return Verdict.DIVERGENT, None
+    return Verdict.OK, 0.0
+
+
+def judge_apt(
+    verdict: Verdict, lag: float | None, apt: AptEdgeResult, newest: datetime | None
+) -> Judgement:
+    """Edge verdicts with the repository in mind: an edge apt would fail on is divergent; an
+    edge on an older (self-consistent) Release is stale, with the lag between the Dates."""
+    if verdict is Verdict.ERROR:
+        return verdict, lag
+    if apt.would_fail:
+        return Verdict.DIVERGENT, None
+    missing = any(p.reason is Problem.EXPECTED_PACKAGE_MISSING for p in apt.problems)
+    date = apt.release.date if apt.release else None
+    if date is not None and newest is not None and date < newest:
+        return Verdict.STALE, (newest - date).total_seconds()
+    if date is not None and date == newest and verdict is Verdict.STALE:
+        return Verdict.DIVERGENT, 0.0  # same Date, other bytes
+    if missing and verdict is Verdict.OK:
+        return Verdict.DIVERGENT, lag  # current, but without the upload
+    return verdict, lag
+
+
+Judgement = tuple[Verdict, float | None]
+
+
+def newest_release(apt: Iterable[tuple[str, AptEdgeResult]]) -> datetime | None:
+    dates = [r.release.date for _, r in apt if r.release and r.release.date]
+    return max(dates, default=None)
+
+
 def compare_object(
     url: str,
     host: str,
@@ -180,18 +222,37 @@ def compare_object(
     origin: Observation | None = None,
     past: Sequence[PastReference] = (),
     now: datetime | None = None,
+    *,
+    kind: Kind = Kind.PLAIN,
+    name: str | None = None,
+    checks: Sequence[EdgeCheck] = (),
+    suite: str | None = None,
+    apt: Sequence[tuple[str, AptEdgeResult]] = (),
+    notes: Sequence[str] = (),
 ) -> ObjectReport:
-    """Group one object's observations into variants, pick the reference, judge each edge."""
+    """Group one object's observations into variants, pick the reference, judge each edge:
+    by its bytes, then by its repository check (`checks`) or its APT result (`apt`) when the
+    kind has them. Every verdict is made here, once."""
     keys = [variant_key(obs) for _, obs in observed]  # each once: they are compared often
     groups = _groups(observed, keys)
     variants = _variants(groups)
     origin_variant = group_variants([(Edge("origin", 4), origin)])[0] if origin else None
     reference, source = choose_reference(variants, origin_variant)
+    by_check = {c.address: c for c in checks}
+    by_apt = dict(apt)
+    newest = newest_release(apt)
     results = []
     for (edge, obs), key in sorted(zip(observed, keys, strict=True), key=lambda m: m[0][0]):
-        verdict, lag, behind = judge(key, obs, reference, past, now)
+        verdict, lag, behind = judge_bytes(key, obs, reference, past, now)
+        if checks:
+            verdict, lag = judge_check(verdict, lag, by_check.get(edge.address))
+        elif edge.address in by_apt:
+            verdict, lag = judge_apt(verdict, lag, by_apt[edge.address], newest)
         results.append(EdgeResult(edge, obs, verdict, key, lag, behind))
-    notes = _notes(groups, origin)
+    all_notes = (*_notes(groups, origin), *notes)
+    if apt and newest is not None and any(r.verdict is not Verdict.OK for r in results):
+        all_notes += (f"newest Release Date among the edges: {newest:%a, %d %b %Y %H:%M:%S} UTC",)
+    ordered_apt = tuple((r.edge.address, by_apt[r.edge.address]) for r in results if by_apt)
     return ObjectReport(
         url=url,
         host=host,
@@ -200,8 +261,13 @@ def compare_object(
         variants=variants,
         reference=reference,
         reference_source=source,
+        kind=kind,
         origin=origin,
-        notes=notes,
+        notes=all_notes,
+        suite=suite,
+        apt=ordered_apt,
+        name=name,
+        checks=tuple(checks),
     )
 
 

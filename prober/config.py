@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -14,7 +15,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     WithJsonSchema,
     model_validator,
@@ -56,7 +59,7 @@ _SIZE_SCHEMA = WithJsonSchema(
     {"anyOf": [{"type": "string", "pattern": r"^\d+\s*[kKmMgGtT]?i?[bB]?$"}, {"type": "integer"}]}
 )
 Interval = Annotated[float, BeforeValidator(_duration), _bounded(1, 86400), _DURATION_SCHEMA]
-Timeout = Annotated[float, BeforeValidator(_duration), _bounded(0.1, 600), _DURATION_SCHEMA]
+Timeout = Annotated[float, BeforeValidator(_duration), _bounded(0.1, 3600), _DURATION_SCHEMA]
 DnsInterval = Annotated[float, BeforeValidator(_duration), _bounded(0, 86400), _DURATION_SCHEMA]
 
 
@@ -126,12 +129,33 @@ def _word(value: str) -> str:
     return value
 
 
-def _expectation(value: str) -> str:
-    parse_expect([value])
-    return value
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _module(value: str) -> str:
+def _http_version(value: Any) -> str:
+    # YAML reads `http: 1.1` as a float and `http: 2` as an int: both mean the version.
+    text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+    if text not in ("1.1", "2", "auto"):
+        raise ValueError("must be 1.1, 2 or auto")
+    return str(text)
+
+
+HttpVersion = Annotated[
+    str, BeforeValidator(_http_version), WithJsonSchema({"enum": ["1.1", "2", "auto"]})
+]
+_ONE_STRING = WithJsonSchema({"type": "string"})
+
+
+def _expectation(value: Any) -> tuple[str, str]:
+    if not isinstance(value, str):
+        raise ValueError("expected name=version")
+    return parse_expect([value])[0]
+
+
+def _module(value: Any) -> tuple[str, str | None]:
+    if not isinstance(value, str):
+        raise ValueError("must be a module path like example.org/mod, optionally @version")
     module, _, version = value.partition("@")
     if (
         not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.~/-]{0,199}", module)
@@ -140,96 +164,174 @@ def _module(value: str) -> str:
         raise ValueError("must be a module path like example.org/mod, optionally @version")
     if "@" in value and not re.fullmatch(r"v[0-9A-Za-z.+-]{1,80}", version):
         raise ValueError("the version must look like v1.2.3")
-    return value
+    return module, (version if "@" in value else None)
 
 
-def _gosum_line(value: str) -> str:
-    parse_gosum([value])
-    return value
+def _gosum_line(value: Any) -> tuple[str, str, str]:
+    if not isinstance(value, str):
+        raise ValueError("expected a go.sum line")
+    ((module, version), h1), *_ = parse_gosum([value]).items()
+    return module, version, h1
 
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
-Module = Annotated[str, AfterValidator(_module)]
-GoSumLine = Annotated[str, AfterValidator(_gosum_line)]
 Word = Annotated[str, AfterValidator(_word)]
 Suite = Word
-Expectation = Annotated[str, AfterValidator(_expectation)]
+Expectation = Annotated[tuple[str, str], BeforeValidator(_expectation), _ONE_STRING]
+Module = Annotated[tuple[str, str | None], BeforeValidator(_module), _ONE_STRING]
+GoSumLine = Annotated[tuple[str, str, str], BeforeValidator(_gosum_line), _ONE_STRING]
 UrlPath = Annotated[str, AfterValidator(_path)]
 Resolver = Annotated[str, AfterValidator(_resolver)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TargetConfig(_Strict):
-    """One repository host to watch, with the paths compared across its edges."""
+class _Target(_Strict):
+    """What every kind of target has: a name, where its edges are, how to probe them."""
 
     name: Annotated[str, AfterValidator(_label_name)]
     url: HttpUrl = Field(description="scheme, host and port of every request")
-    type: Literal["http", "apt", "goproxy", "checksums"] = "http"
-    paths: list[UrlPath] = Field(default_factory=list, max_length=1000)
-    suites: list[Suite] = Field(default_factory=list, max_length=100, description="type apt")
-    components: list[Word] = Field(default_factory=list, description="type apt; default: all")
-    architectures: list[Word] = Field(default_factory=list, description="type apt; default: all")
-    expect: list[Expectation] = Field(
-        default_factory=list, description="type apt: name=version that every edge must list"
-    )
-    modules: list[Module] = Field(
-        default_factory=list, max_length=100, description="type goproxy: module or module@version"
-    )
-    gosum: list[GoSumLine] = Field(
-        default_factory=list, description="type goproxy: go.sum lines, the reference h1: hashes"
-    )
-    manifest: UrlPath | None = Field(
-        default=None, description="type checksums: the manifest's path (SHA256SUMS or JSON)"
-    )
-    artifacts: list[Word] = Field(
-        default_factory=list, description="type checksums: names to check; default: all listed"
-    )
-    rehash_every: int = Field(
-        default=1,
-        ge=1,
-        le=10000,
-        description="type checksums: while Content-Length, ETag and Last-Modified are unchanged "
-        "(a HEAD per cycle), hash an artifact fully only every N cycles (1: every cycle)",
-    )
     interval: Interval = 30.0
     timeout: Timeout = 10.0
     resolvers: list[Resolver] = Field(default_factory=list, max_length=8)
     ca_file: str | None = None
     insecure: bool = False
-    origin: HttpUrl | None = Field(default=None, description="the reference copy, by its own name")
     max_body_size: Size = 4 << 30
     connections_per_edge: int = Field(default=4, ge=1, le=64)
     max_edges: int = Field(default=256, ge=1, le=10000, description="addresses probed at most")
+    paths: list[UrlPath] = Field(default_factory=list, max_length=1000)
 
     @property
     def host(self) -> str:
         return urlsplit(self.url).hostname or ""
 
+    def _no_paths(self, why: str) -> None:
+        if self.paths:
+            raise _FieldError("paths", why)
+
+
+class PlainTarget(_Target):
+    """Paths compared byte for byte across the edges (`type: http`, the default)."""
+
+    type: Literal["http"] = "http"
+    origin: HttpUrl | None = Field(default=None, description="the reference copy, by its own name")
+    http: HttpVersion = Field(default="1.1", description="HTTP version: 1.1, 2 or auto (ALPN)")
+
     @model_validator(mode="after")
-    def _paths_unique(self) -> TargetConfig:
-        if self.type == "http" and not self.paths:
+    def _paths_given(self) -> PlainTarget:
+        if not self.paths:
             raise _FieldError("paths", "required for type http: the paths to compare")
-        if self.type == "apt" and not self.suites:
-            raise _FieldError("suites", "required for type apt, e.g. [bookworm]")
-        if self.type == "apt" and self.paths:
-            raise _FieldError("paths", "not used by type apt: the indexes come from each Release")
-        if self.type == "goproxy" and not self.modules:
-            raise _FieldError(
-                "modules", "required for type goproxy, e.g. [golang.org/x/mod@v0.20.0]"
-            )
-        if self.type == "checksums" and not self.manifest:
-            raise _FieldError("manifest", "required for type checksums, e.g. /dl/SHA256SUMS")
-        if self.type in ("goproxy", "checksums") and self.paths:
-            raise _FieldError("paths", f"not used by type {self.type}")
         seen: set[str] = set()
         for i, path in enumerate(self.paths):
             if path in seen:
                 raise _FieldError(f"paths[{i}]", f"duplicate path {path!r}")
             seen.add(path)
         return self
+
+
+class AptTarget(_Target):
+    """An APT repository: each edge's Release and the indexes it lists (`type: apt`)."""
+
+    type: Literal["apt"]
+    suites: list[Suite] = Field(default_factory=list, max_length=100)
+    components: list[Word] = Field(default_factory=list, description="default: all")
+    architectures: list[Word] = Field(default_factory=list, description="default: all")
+    expect: list[Expectation] = Field(
+        default_factory=list, description="name=version that every edge must list"
+    )
+    keyring: str | None = Field(
+        default=None, description="verify signatures with this keyring (apt's signed-by)"
+    )
+    trusted: bool = Field(default=False, description="apt's [trusted=yes]: accept unsigned")
+    languages: list[Word] = Field(
+        default_factory=lambda: ["en"], description="Acquire::Languages (default en)"
+    )
+    by_hash: Literal["yes", "no", "force"] | None = Field(
+        default=None, description="Acquire::By-Hash; default: what the Release says"
+    )
+    check_valid_until: bool = True
+    max_future_seconds: float = Field(default=10.0, ge=0, le=86400 * 365)
+    http: HttpVersion = Field(default="1.1", description="apt speaks HTTP/1.1")
+
+    @model_validator(mode="after")
+    def _suites_given(self) -> AptTarget:
+        if not self.suites:
+            raise _FieldError("suites", "required for type apt, e.g. [bookworm]")
+        self._no_paths("not used by type apt: the indexes come from each Release")
+        return self
+
+
+class GoproxyTarget(_Target):
+    """A Go module proxy: list, latest, info, mod and zip per module (`type: goproxy`)."""
+
+    type: Literal["goproxy"]
+    gosum: list[GoSumLine] = Field(
+        default_factory=list, description="go.sum lines, the reference h1: hashes"
+    )
+    modules: list[Module] = Field(
+        default_factory=list, max_length=100, description="module or module@version"
+    )
+    http: HttpVersion = Field(default="auto", description="go speaks HTTP/2 where offered")
+
+    @model_validator(mode="after")
+    def _modules_given(self) -> GoproxyTarget:
+        if not self.modules:
+            raise _FieldError(
+                "modules", "required for type goproxy, e.g. [golang.org/x/mod@v0.20.0]"
+            )
+        self._no_paths("not used by type goproxy")
+        return self
+
+
+class ChecksumsTarget(_Target):
+    """A checksum manifest and the artifacts it lists (`type: checksums`)."""
+
+    type: Literal["checksums"]
+    manifest: UrlPath | None = Field(
+        default=None, description="the manifest's path (SHA256SUMS or JSON)"
+    )
+    artifacts: list[Word] = Field(
+        default_factory=list, description="names to check; default: all listed"
+    )
+    origin: HttpUrl | None = Field(default=None, description="read the manifest from here")
+    rehash_every: int = Field(
+        default=1,
+        ge=1,
+        le=10000,
+        description="while Content-Length, ETag and Last-Modified are unchanged "
+        "(a HEAD per cycle), hash an artifact fully only every N cycles (1: every cycle)",
+    )
+    http: HttpVersion = Field(default="auto", description="HTTP version: 1.1, 2 or auto (ALPN)")
+
+    @model_validator(mode="after")
+    def _manifest_given(self) -> ChecksumsTarget:
+        if not self.manifest:
+            raise _FieldError("manifest", "required for type checksums, e.g. /dl/SHA256SUMS")
+        self._no_paths("not used by type checksums")
+        return self
+
+
+KIND_MODELS: dict[str, type[_Target]] = {
+    "http": PlainTarget,
+    "apt": AptTarget,
+    "goproxy": GoproxyTarget,
+    "checksums": ChecksumsTarget,
+}
+_BAD_TYPE = "Input should be " + ", ".join(f"'{k}'" for k in list(KIND_MODELS)[:-1])
+_BAD_TYPE += f" or '{list(KIND_MODELS)[-1]}'"
+
+
+def _kind_of(value: Any) -> str | None:
+    kind = value.get("type", "http") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if isinstance(kind, str) else None
+
+
+TargetConfig = Annotated[
+    Annotated[PlainTarget, Tag("http")]
+    | Annotated[AptTarget, Tag("apt")]
+    | Annotated[GoproxyTarget, Tag("goproxy")]
+    | Annotated[ChecksumsTarget, Tag("checksums")],
+    Discriminator(_kind_of),
+]
+AnyTarget = PlainTarget | AptTarget | GoproxyTarget | ChecksumsTarget
 
 
 class Config(_Strict):
@@ -291,14 +393,20 @@ def parse_model(text: str, file: str, model: type[M], not_a_mapping: str) -> M:
 
 def _check_files(config: Config, file: str) -> None:
     for i, target in enumerate(config.targets):
-        if target.ca_file is not None and not Path(target.ca_file).is_file():
-            raise ConfigError(file, f"targets[{i}].ca_file", f"no such file: {target.ca_file}")
+        files = {"ca_file": target.ca_file}
+        if isinstance(target, AptTarget):
+            files["keyring"] = target.keyring
+        for key, value in files.items():
+            if value is not None and not Path(value).is_file():
+                raise ConfigError(file, f"targets[{i}].{key}", f"no such file: {value}")
 
 
 def _first_error(exc: ValidationError) -> tuple[str, str]:
     error = exc.errors(include_url=False)[0]
     where = _location(error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        where, message = f"{where}.type", _BAD_TYPE
     if "\x00" in message:  # a _FieldError: its own field, below the model's location
         inner, message = message.split("\x00", 1)
         where = f"{where}.{inner}" if where else inner
@@ -313,7 +421,9 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
 
 def _location(loc: tuple[int | str, ...]) -> str:
     text = ""
-    for part in loc:
+    for i, part in enumerate(loc):
+        if part in KIND_MODELS and i and isinstance(loc[i - 1], int):
+            continue  # the discriminator's tag (targets.0.apt.suites): not a field
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
 
@@ -329,4 +439,10 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 def config_schema() -> dict[str, Any]:
-    return Config.model_json_schema()
+    """The JSON Schema of the config file. The default kind's target keeps the name its
+    schema had before targets had kinds (TargetConfig), for editors that refer to it."""
+    schema = Config.model_json_schema()
+    text = json.dumps(schema).replace('"#/$defs/PlainTarget"', '"#/$defs/TargetConfig"')
+    renamed: dict[str, Any] = json.loads(text)
+    renamed["$defs"]["TargetConfig"] = renamed["$defs"].pop("PlainTarget")
+    return renamed

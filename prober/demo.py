@@ -22,7 +22,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from prober.config import Config, TargetConfig
+from prober.config import Config, PlainTarget
 
 DEMO_HOST = "repo.demo"
 EDGES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
@@ -139,7 +139,7 @@ class MiniCdn:
             close()
 
     def config(self, listen: str, interval_s: float) -> Config:
-        target = TargetConfig(
+        target = PlainTarget(
             name="demo",
             url=f"http://{DEMO_HOST}:{self.edge_port}",
             paths=[INRELEASE, PACKAGES],

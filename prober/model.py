@@ -12,6 +12,15 @@ from prober.errors import ErrorReason
 Family = Literal[4, 6]
 
 
+class Kind(StrEnum):
+    """What a target is, as its config's `type` says; carried by every report downstream."""
+
+    PLAIN = "http"
+    APT = "apt"
+    GOPROXY = "goproxy"
+    CHECKSUMS = "checksums"
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class Edge:
     """One address the target's name resolves to."""
@@ -135,7 +144,7 @@ class FetchedIndex:
     status: int | None
     bytes_read: int
     sha256: str | None
-    error: str | None
+    error: ErrorReason | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +167,38 @@ class AptEdgeResult:
     index_match: dict[str, bool]  # index path → matches this edge's Release
 
 
+class CheckProblem(StrEnum):
+    """Why an edge's copy fails its repository check (Go module, checksum manifest). The
+    value is the start of the JSON `problem` text; a detail may follow in parentheses."""
+
+    FETCH_ERROR = "fetch_error"
+    MISSING = "missing"
+    UNREADABLE_ZIP = "unreadable zip"
+    ZIP_MISMATCH = "checksum mismatch (zip)"
+    GOMOD_MISMATCH = "checksum mismatch (go.mod)"
+    GOMOD_MISSING = "go.mod missing"
+    BAD_INFO = "bad .info"
+    NO_MANIFEST = "no readable manifest"
+    NOT_LISTED = "not in the manifest"
+    SIZE_MISMATCH = "size mismatch"
+    CHECKSUM_MISMATCH = "checksum mismatch"
+
+    @property
+    def is_mismatch(self) -> bool:
+        """A digest or size that differs from the expected one (both are worth showing)."""
+        return self in _MISMATCHES
+
+
+_MISMATCHES = frozenset(
+    {
+        CheckProblem.ZIP_MISMATCH,
+        CheckProblem.GOMOD_MISMATCH,
+        CheckProblem.SIZE_MISMATCH,
+        CheckProblem.CHECKSUM_MISMATCH,
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class EdgeCheck:
     """A repository-aware check of one edge's object: the digest it should have, the one it
@@ -168,7 +209,14 @@ class EdgeCheck:
     expected: str | None
     actual: str | None
     source: str
-    problem: str | None = None  # None when it matches: else mismatch, missing, unreadable, ...
+    problem: CheckProblem | None = None  # None when it matches
+    detail: str | None = None  # e.g. "HTTP 404", "timeout", "1000 != 2000"
+
+    @property
+    def problem_text(self) -> str | None:
+        if self.problem is None:
+            return None
+        return f"{self.problem} ({self.detail})" if self.detail else str(self.problem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +230,7 @@ class ObjectReport:
     variants: tuple[Variant, ...]
     reference: Variant | None
     reference_source: ReferenceSource
+    kind: Kind = Kind.PLAIN
     origin: Observation | None = None
     notes: tuple[str, ...] = ()
     suite: str | None = None  # APT: the suite whose InRelease this object is
@@ -231,6 +280,7 @@ class TargetReport:
     finished_at: datetime
     dns_error: str | None = None  # set when the name resolved to no address
     dns_rcode: str | None = None
+    kind: Kind = Kind.PLAIN
 
     @property
     def edges(self) -> tuple[Edge, ...]:

@@ -13,6 +13,7 @@ from prober.model import (
     AptProblem,
     EdgeCheck,
     EdgeResult,
+    Kind,
     ObjectReport,
     Problem,
     Report,
@@ -85,17 +86,17 @@ def object_json(obj: ObjectReport) -> JsonObject:
         "edges": [edge_json(r) for r in obj.results],
         "notes": list(obj.notes),
     }
-    if obj.suite is not None:
+    if obj.kind is Kind.APT:
         doc["suite"] = obj.suite
         for edge in doc["edges"]:
             result = obj.apt_result(edge["address"])
             edge["apt"] = apt_json(result) if result else None
-    if obj.name is not None:
+    elif obj.kind in (Kind.GOPROXY, Kind.CHECKSUMS):
         doc["name"] = obj.name
-    if obj.checks:
-        for edge in doc["edges"]:
-            check = obj.check_for(edge["address"])
-            edge["check"] = check_json(check) if check else None
+        if obj.checks:
+            for edge in doc["edges"]:
+                check = obj.check_for(edge["address"])
+                edge["check"] = check_json(check) if check else None
     return doc
 
 
@@ -106,7 +107,7 @@ def check_json(check: EdgeCheck) -> JsonObject:
         "actual": check.actual,
         "source": check.source,
         "match": check.problem is None,
-        "problem": check.problem,
+        "problem": check.problem_text,
     }
 
 
@@ -275,14 +276,13 @@ def check_lines(obj: ObjectReport) -> list[str]:
     for check in obj.checks:
         if check.problem is None:
             continue
-        if check.kind == "h1":
-            said = f"go: verifying {obj.name}: {check.problem}"
+        problem = check.problem_text
+        if obj.kind is Kind.GOPROXY:
+            said = f"go: verifying {obj.name}: {problem}"
         else:
-            said = f"sha256sum -c: {obj.name}: FAILED ({check.problem})"
+            said = f"sha256sum -c: {obj.name}: FAILED ({problem})"
         got = (
-            f"; expected {check.expected}, got {check.actual}"
-            if "mismatch" in check.problem
-            else ""
+            f"; expected {check.expected}, got {check.actual}" if check.problem.is_mismatch else ""
         )
         lines.append(f"{check.address}: {said}{got} [expected from the {check.source}]")
     return lines
@@ -316,7 +316,7 @@ def conclusion(obj: ObjectReport) -> str:
         return f"all {total} edges serve the same {name}"
     if obj.reference is None:
         return f"no edge gave a complete answer for {name}"
-    if obj.suite is not None:
+    if obj.kind is Kind.APT:
         name = f"{obj.suite} Release"
     parts = []
     for verdict, what in (
@@ -325,7 +325,7 @@ def conclusion(obj: ObjectReport) -> str:
         (Verdict.ERROR, f"serve no complete {name}"),
     ):
         hit = [r for r in obj.results if r.verdict is verdict]
-        if verdict is Verdict.DIVERGENT and obj.suite is not None:
+        if verdict is Verdict.DIVERGENT and obj.kind is Kind.APT:
             failing = [r for r in hit if (a := obj.apt_result(r.edge.address)) and a.would_fail]
             if failing:
                 parts.append(

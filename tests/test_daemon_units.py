@@ -9,11 +9,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from prober.compare import compare_object
 from prober.daemon.history import EdgeState, VerdictTracker, VersionHistory
-from prober.daemon.metrics import SnapshotCollector, label, render
+from prober.daemon.metrics import label, render
 from prober.daemon.snapshot import Histogram, TargetSnapshot
 from prober.daemon.statuspage import status_page
 from prober.model import DnsAnswer, Edge, Observation, TargetReport, Verdict
 from tests.daemon import parse
+from tests.reference_metrics import SnapshotCollector
 
 T0 = datetime(2026, 11, 23, 14, tzinfo=UTC)
 A, B = Edge("192.0.2.1", 4), Edge("2001:db8::1", 6)

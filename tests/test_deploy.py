@@ -15,15 +15,17 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from prober.compare import compare_object
-from prober.daemon.metrics import DaemonCollector, SnapshotCollector
+from prober.daemon.metrics import DaemonCollector
 from prober.daemon.snapshot import Histogram, TargetSnapshot
 from prober.model import (
     AptEdgeResult,
     AptProblem,
+    CheckProblem,
     DnsAnswer,
     Edge,
     EdgeCheck,
     IndexFile,
+    Kind,
     Observation,
     Problem,
     Release,
@@ -31,6 +33,7 @@ from prober.model import (
 )
 from tests.conftest import ROOT, cdnprobe
 from tests.daemon import parse
+from tests.reference_metrics import SnapshotCollector
 
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "rules.yml"
@@ -113,13 +116,20 @@ def exported_metric_names() -> set[str]:
     apt = AptEdgeResult(
         release, (problem,), True, {"main/binary-amd64/Packages": 3}, {index.path: True}
     )
-    apt_obj = replace(obj, path="/dists/s/InRelease", suite="s", apt=(("192.0.2.1", apt),))
+    apt_obj = replace(
+        obj, path="/dists/s/InRelease", suite="s", apt=(("192.0.2.1", apt),), kind=Kind.APT
+    )
     go_obj = replace(
-        obj, name="m.org/x@v1.0.0", checks=(EdgeCheck("192.0.2.1", "h1", "h1:a", "h1:a", "go.sum"),)
+        obj,
+        kind=Kind.GOPROXY,
+        name="m.org/x@v1.0.0",
+        checks=(EdgeCheck("192.0.2.1", "h1", "h1:a", "h1:a", "go.sum"),),
     )
+    mismatch = CheckProblem.CHECKSUM_MISMATCH
     sums_obj = replace(
-        obj, name="a.tgz", checks=(EdgeCheck("192.0.2.1", "sha256", "aa", "bb", "manifest", "x"),)
-    )
+        obj, kind=Kind.CHECKSUMS, name="a.tgz",
+        checks=(EdgeCheck("192.0.2.1", "sha256", "aa", "bb", "manifest", mismatch),),
+    )  # fmt: skip
     objects = (obj, apt_obj, go_obj, sums_obj)
     report = TargetReport("t", "h", DnsAnswer("h", (edge,), "test"), objects, now, now)
     snap = TargetSnapshot(

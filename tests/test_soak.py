@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from prober.config import TargetConfig
+from prober.config import PlainTarget
 from prober.daemon.runner import TargetRunner
 from tests.conftest import FaultEdgeFactory
 from tests.lab import HOST, Lab
@@ -42,7 +42,7 @@ def test_soak_500_cycles_mixed_faults(lab: Lab, fault_edge: FaultEdgeFactory) ->
     lab.set_dns(
         HOST, ["127.0.0.2", "127.0.0.3", "127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.9"]
     )
-    config = TargetConfig(
+    config = PlainTarget(
         name="soak", url=f"https://{HOST}:{lab.port}", paths=[PATH], resolvers=[lab.resolver],
         ca_file=lab.ca_file, timeout=5, interval=1, connections_per_edge=2,
     )  # fmt: skip

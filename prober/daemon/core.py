@@ -15,13 +15,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from prober.config import Config, TargetConfig, load_config
-from prober.daemon.metrics import DaemonCollector, SnapshotCollector, render
+from prober.config import AnyTarget, Config, load_config
+from prober.daemon.metrics import DaemonCollector, render
 from prober.daemon.runner import ReportHook, TargetRunner
 from prober.daemon.shard import Shard, select
 from prober.daemon.snapshot import TargetSnapshot
 from prober.errors import ConfigError
-from prober.kinds.plain import Clock, utc_now
+from prober.kinds.base import Clock, utc_now
 
 log = logging.getLogger("cdnprobe")
 
@@ -51,11 +51,6 @@ class Daemon:
         # What /metrics serves: the probe series written directly (metrics.render), then these.
         self.daemon_registry = CollectorRegistry(auto_describe=False)
         self.daemon_registry.register(DaemonCollector(reload_state, shard))
-        # The same series through prometheus_client's objects: the reference the text
-        # renderer is tested against, and the benchmark's rendering-on-every-scrape baseline.
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(SnapshotCollector(self.snapshots))
-        self.registry.register(DaemonCollector(reload_state, shard))
         self.process_registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.process_registry)
         PlatformCollector(registry=self.process_registry)
@@ -68,7 +63,7 @@ class Daemon:
     def snapshots(self) -> list[TargetSnapshot]:
         return [runner.snapshot for runner in self.runners.values()]
 
-    def _new_runner(self, target: TargetConfig) -> TargetRunner:
+    def _new_runner(self, target: AnyTarget) -> TargetRunner:
         return TargetRunner(
             target,
             slots=self._slots,
@@ -91,11 +86,10 @@ class Daemon:
         self.config = new
         if rebuild or previous is None:
             self._slots = asyncio.Semaphore(new.concurrency)
-        retired = [
-            r for name, r in self.runners.items() if name not in {t.name for t in new.targets}
-        ]
+        mine = self.my_targets(new)
+        retired = [r for name, r in self.runners.items() if name not in {t.name for t in mine}]
         runners: dict[str, TargetRunner] = {}
-        for target in new.targets:
+        for target in mine:
             old = self.runners.get(target.name)
             if old is not None and old.config == target and not rebuild:
                 runners[target.name] = old
@@ -110,7 +104,7 @@ class Daemon:
         self.runners = runners
         return retired
 
-    def my_targets(self, config: Config) -> list[TargetConfig]:
+    def my_targets(self, config: Config) -> list[AnyTarget]:
         """The targets this instance probes: all, or its shard's."""
         return select(config.targets, [t.name for t in config.targets], self.shard)
 

@@ -1,4 +1,4 @@
-"""Target snapshots → Prometheus metric families. Pure, plus a collector for an injected registry.
+"""Target snapshots → the Prometheus text exposition. Pure.
 
 Metrics are a view of the last published snapshot: an edge that left DNS is simply absent
 from the next snapshot, so its series (and stale hash labels) vanish with no bookkeeping.
@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from prometheus_client.core import (
-    CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
@@ -26,7 +25,7 @@ from prober import __version__
 from prober.daemon.shard import Shard
 from prober.daemon.snapshot import DURATION_BUCKETS, TargetSnapshot
 from prober.errors import one_line
-from prober.model import ObjectReport, Verdict
+from prober.model import Kind, ObjectReport, Verdict
 
 LAST = " (from the last probe cycle)"
 LABEL_MAX = 64
@@ -34,6 +33,9 @@ STATE = {Verdict.OK: 0, Verdict.STALE: 1, Verdict.DIVERGENT: 2, Verdict.ERROR: 3
 EDGE = ["target", "address", "family"]
 OBJECT = ["target", "path"]
 EDGE_OBJECT = ["target", "path", "address"]
+TARGET = ["target"]
+SUITE_EDGE = ["target", "suite", "address"]
+SUITE_FILE = ["target", "suite", "file", "address"]
 
 
 def label(value: str | None, limit: int = LABEL_MAX) -> str:
@@ -89,208 +91,257 @@ class _Text:
         return self._head + "".join(self._lines)
 
 
-class _Reference:
-    """The same family through prometheus_client's objects: what /metrics would cost if it
-    rendered through the library on every scrape (the benchmark's baseline)."""
+# The metric families, in exposition order: (attribute, type, name, labels, help). Help
+# texts of series from the last cycle end with LAST; counters and histograms accumulate.
+FAMILIES: tuple[tuple[str, str, str, list[str], str], ...] = (
+    (
+        "edge_up",
+        "gauge",
+        "cdnprobe_edge_up",
+        EDGE,
+        "1 if the edge gave a complete response to every path" + LAST,
+    ),
+    (
+        "match",
+        "gauge",
+        "cdnprobe_edge_object_match",
+        EDGE_OBJECT,
+        "1 if the edge's object equals the reference" + LAST,
+    ),
+    (
+        "stale",
+        "gauge",
+        "cdnprobe_edge_object_stale",
+        EDGE_OBJECT,
+        "1 if the edge's object is an older version than the reference" + LAST,
+    ),
+    (
+        "state",
+        "gauge",
+        "cdnprobe_edge_object_state",
+        EDGE_OBJECT,
+        "Verdict of the edge's object: 0 ok, 1 stale, 2 divergent, 3 error" + LAST,
+    ),
+    (
+        "size",
+        "gauge",
+        "cdnprobe_edge_object_size_bytes",
+        EDGE_OBJECT,
+        "Bytes received for the object" + LAST,
+    ),
+    (
+        "lag",
+        "gauge",
+        "cdnprobe_edge_object_lag_seconds",
+        EDGE_OBJECT,
+        "Reference Last-Modified (or when the edge's version was superseded) minus the "
+        "edge's; 0 when it matches" + LAST,
+    ),
+    (
+        "behind",
+        "gauge",
+        "cdnprobe_edge_object_versions_behind",
+        EDGE_OBJECT,
+        "How many references ago the edge's object was current; 0 when it matches" + LAST,
+    ),
+    (
+        "status",
+        "gauge",
+        "cdnprobe_edge_http_status",
+        EDGE_OBJECT,
+        "Last HTTP status code, 0 when none" + LAST,
+    ),
+    (
+        "since",
+        "gauge",
+        "cdnprobe_edge_object_verdict_since_timestamp_seconds",
+        EDGE_OBJECT,
+        "When the edge's object took its current verdict" + LAST,
+    ),
+    (
+        "recovered",
+        "gauge",
+        "cdnprobe_edge_object_last_recovered_timestamp_seconds",
+        EDGE_OBJECT,
+        "When the edge's object last went back to ok" + LAST,
+    ),
+    (
+        "variants",
+        "gauge",
+        "cdnprobe_object_variants",
+        OBJECT,
+        "Number of distinct variants across edges" + LAST,
+    ),
+    (
+        "divergent",
+        "gauge",
+        "cdnprobe_object_edges_divergent",
+        OBJECT,
+        "Edges whose object is not the reference" + LAST,
+    ),
+    (
+        "info",
+        "gauge",
+        "cdnprobe_edge_object_info",
+        ["target", "path", "address", "sha256", "etag"],
+        "Identity of what the edge serves: first 12 hex digits of the body hash, ETag cut to "
+        "64" + LAST,
+    ),
+    (
+        "dns",
+        "gauge",
+        "cdnprobe_dns_addresses",
+        ["target", "family"],
+        "Number of addresses the name resolved to" + LAST,
+    ),
+    (
+        "dropped",
+        "gauge",
+        "cdnprobe_dns_addresses_dropped",
+        TARGET,
+        "Addresses resolved but not probed because of the target's max_edges" + LAST,
+    ),
+    (
+        "dns_up",
+        "gauge",
+        "cdnprobe_dns_up",
+        TARGET,
+        "1 if the name resolved to at least one address" + LAST,
+    ),
+    (
+        "errors",
+        "counter",
+        "cdnprobe_probe_errors_total",
+        ["target", "address", "reason"],
+        "Failed fetches by error reason, counted per probe cycle",
+    ),
+    (
+        "duration",
+        "histogram",
+        "cdnprobe_request_duration_seconds",
+        TARGET,
+        "Time of one edge request, body included, counted per probe cycle",
+    ),
+    (
+        "last",
+        "gauge",
+        "cdnprobe_cycle_last_timestamp_seconds",
+        TARGET,
+        "End of the last finished probe cycle",
+    ),
+    (
+        "cycle_s",
+        "gauge",
+        "cdnprobe_cycle_duration_seconds",
+        TARGET,
+        "Duration of the last finished probe cycle",
+    ),
+    (
+        "cycles",
+        "counter",
+        "cdnprobe_cycles_total",
+        TARGET,
+        "Probe cycles finished",
+    ),
+    (
+        "interval",
+        "gauge",
+        "cdnprobe_target_interval_seconds",
+        TARGET,
+        "Configured probe interval of the target",
+    ),
+    (
+        "skipped",
+        "counter",
+        "cdnprobe_cycles_skipped_total",
+        TARGET,
+        "Probe cycles skipped because the previous one was still running",
+    ),
+    (
+        "apt_match",
+        "gauge",
+        "cdnprobe_apt_index_match",
+        SUITE_FILE,
+        "1 if the index file the edge served matches the size and SHA-256 in that edge's own "
+        "Release" + LAST,
+    ),
+    (
+        "apt_fail",
+        "gauge",
+        "cdnprobe_apt_edge_would_fail",
+        SUITE_EDGE,
+        "1 if apt-get update against this edge alone would fail for the selected indexes" + LAST,
+    ),
+    (
+        "apt_date",
+        "gauge",
+        "cdnprobe_apt_release_timestamp_seconds",
+        SUITE_EDGE,
+        "Date of the edge's Release, as a Unix timestamp" + LAST,
+    ),
+    (
+        "apt_valid",
+        "gauge",
+        "cdnprobe_apt_release_valid_until_seconds",
+        SUITE_EDGE,
+        "Valid-Until of the edge's Release, as a Unix timestamp (absent when it has none)" + LAST,
+    ),
+    (
+        "apt_packages",
+        "gauge",
+        "cdnprobe_apt_packages",
+        SUITE_FILE,
+        "Packages in the index apt reads, per edge" + LAST,
+    ),
+    (
+        "go_match",
+        "gauge",
+        "cdnprobe_goproxy_module_match",
+        ["target", "module", "version", "address"],
+        "1 if the edge's module zip is readable and its h1: and go.mod hash equal go.sum's "
+        "(or, without go.sum, what most edges serve)" + LAST,
+    ),
+    (
+        "sums_match",
+        "gauge",
+        "cdnprobe_artifact_checksum_match",
+        ["target", "artifact", "address"],
+        "1 if the artifact the edge serves has the SHA-256 (and size) its manifest lists" + LAST,
+    ),
+    (
+        "hash_age",
+        "gauge",
+        "cdnprobe_artifact_hash_age_cycles",
+        ["target", "artifact", "address"],
+        "0 if the artifact was hashed in the last cycle; N if its metadata was unchanged and "
+        "the hash is from N cycles ago (rehash_every)" + LAST,
+    ),
+    (
+        "apt_problems",
+        "gauge",
+        "cdnprobe_apt_problems",
+        ["target", "suite", "address", "reason"],
+        "Problems of the edge's repository by reason (size_mismatch, hash_mismatch, missing, "
+        "fetch_error, expired, by_hash_missing, expected_package_missing, bad_release)" + LAST,
+    ),
+)
 
-    def __init__(self, name: str, doc: str, labels: list[str], kind: str) -> None:
-        family = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
-        self.metric: Metric = family(name, doc, labels=labels)
 
-    def key(self, values: list[str]) -> list[str]:
-        return values
-
-    def add(self, key: list[str], value: float) -> None:
-        self.metric.add_metric(key, value)  # type: ignore[attr-defined]
-
-    add_metric = add  # the key is the label values themselves
-
-
-class _Families:
+class Families:
     """The metric families of one exposition, filled target by target."""
 
-    def __init__(self, text: bool = True) -> None:
-        kind: Any = _Text if text else _Reference
+    def __init__(self, family: Callable[[str, str, list[str], str], Any] = _Text) -> None:
+        """`family` makes each family (the text writer; tests pass prometheus_client's)."""
+        for attr, kind, name, labels, doc in FAMILIES:
+            if kind == "histogram":  # a few samples per target: prometheus_client's own
+                made: Any = HistogramMetricFamily(name, doc, labels=labels)
+            else:
+                made = family(name, doc, labels, kind)
+            setattr(self, attr, made)
 
-        def g(name: str, doc: str, labels: list[str]) -> Any:
-            return kind(name, doc, labels, "gauge")
+    if TYPE_CHECKING:
 
-        def c(name: str, doc: str, labels: list[str]) -> Any:
-            return kind(name, doc, labels, "counter")
-
-        self.edge_up = g(
-            "cdnprobe_edge_up",
-            "1 if the edge gave a complete response to every path" + LAST,
-            labels=EDGE,
-        )
-        self.match = g(
-            "cdnprobe_edge_object_match",
-            "1 if the edge's object equals the reference" + LAST,
-            labels=EDGE_OBJECT,
-        )
-        self.stale = g(
-            "cdnprobe_edge_object_stale",
-            "1 if the edge's object is an older version than the reference" + LAST,
-            labels=EDGE_OBJECT,
-        )
-        self.state = g(
-            "cdnprobe_edge_object_state",
-            "Verdict of the edge's object: 0 ok, 1 stale, 2 divergent, 3 error" + LAST,
-            labels=EDGE_OBJECT,
-        )
-        self.size = g(
-            "cdnprobe_edge_object_size_bytes",
-            "Bytes received for the object" + LAST,
-            labels=EDGE_OBJECT,
-        )
-        self.lag = g(
-            "cdnprobe_edge_object_lag_seconds",
-            "Reference Last-Modified (or when the edge's version was superseded) minus the edge's;"
-            " 0 when it matches" + LAST,
-            labels=EDGE_OBJECT,
-        )
-        self.behind = g(
-            "cdnprobe_edge_object_versions_behind",
-            "How many references ago the edge's object was current; 0 when it matches" + LAST,
-            labels=EDGE_OBJECT,
-        )
-        self.status = g(
-            "cdnprobe_edge_http_status",
-            "Last HTTP status code, 0 when none" + LAST,
-            labels=EDGE_OBJECT,
-        )
-        self.since = g(
-            "cdnprobe_edge_object_verdict_since_timestamp_seconds",
-            "When the edge's object took its current verdict" + LAST,
-            labels=EDGE_OBJECT,
-        )
-        self.recovered = g(
-            "cdnprobe_edge_object_last_recovered_timestamp_seconds",
-            "When the edge's object last went back to ok" + LAST,
-            labels=EDGE_OBJECT,
-        )
-        self.variants = g(
-            "cdnprobe_object_variants",
-            "Number of distinct variants across edges" + LAST,
-            labels=OBJECT,
-        )
-        self.divergent = g(
-            "cdnprobe_object_edges_divergent",
-            "Edges whose object is not the reference" + LAST,
-            labels=OBJECT,
-        )
-        self.info = g(
-            "cdnprobe_edge_object_info",
-            "Identity of what the edge serves: first 12 hex digits of the body hash, ETag cut to 64"
-            + LAST,
-            labels=[*EDGE_OBJECT, "sha256", "etag"],
-        )
-        self.dns = g(
-            "cdnprobe_dns_addresses",
-            "Number of addresses the name resolved to" + LAST,
-            labels=["target", "family"],
-        )
-        self.dropped = g(
-            "cdnprobe_dns_addresses_dropped",
-            "Addresses resolved but not probed because of the target's max_edges" + LAST,
-            labels=["target"],
-        )
-        self.dns_up = g(
-            "cdnprobe_dns_up",
-            "1 if the name resolved to at least one address" + LAST,
-            labels=["target"],
-        )
-        self.errors = c(
-            "cdnprobe_probe_errors_total",
-            "Failed fetches by error reason, counted per probe cycle",
-            labels=["target", "address", "reason"],
-        )
-        self.duration = HistogramMetricFamily(
-            "cdnprobe_request_duration_seconds",
-            "Time of one edge request, body included, counted per probe cycle",
-            labels=["target"],
-        )
-        self.last = g(
-            "cdnprobe_cycle_last_timestamp_seconds",
-            "End of the last finished probe cycle",
-            labels=["target"],
-        )
-        self.cycle_s = g(
-            "cdnprobe_cycle_duration_seconds",
-            "Duration of the last finished probe cycle",
-            labels=["target"],
-        )
-        self.cycles = c("cdnprobe_cycles_total", "Probe cycles finished", labels=["target"])
-        self.interval = g(
-            "cdnprobe_target_interval_seconds",
-            "Configured probe interval of the target",
-            labels=["target"],
-        )
-        self.skipped = c(
-            "cdnprobe_cycles_skipped_total",
-            "Probe cycles skipped because the previous one was still running",
-            labels=["target"],
-        )
-        suite_edge, suite_file = (
-            ["target", "suite", "address"],
-            ["target", "suite", "file", "address"],
-        )
-        self.apt_match = g(
-            "cdnprobe_apt_index_match",
-            "1 if the index file the edge served matches the size and SHA-256 in that edge's"
-            " own Release" + LAST,
-            labels=suite_file,
-        )
-        self.apt_fail = g(
-            "cdnprobe_apt_edge_would_fail",
-            "1 if apt-get update against this edge alone would fail for the selected indexes"
-            + LAST,
-            labels=suite_edge,
-        )
-        self.apt_date = g(
-            "cdnprobe_apt_release_timestamp_seconds",
-            "Date of the edge's Release, as a Unix timestamp" + LAST,
-            labels=suite_edge,
-        )
-        self.apt_valid = g(
-            "cdnprobe_apt_release_valid_until_seconds",
-            "Valid-Until of the edge's Release, as a Unix timestamp (absent when it has none)"
-            + LAST,
-            labels=suite_edge,
-        )
-        self.apt_packages = g(
-            "cdnprobe_apt_packages",
-            "Packages in the index apt reads, per edge" + LAST,
-            labels=suite_file,
-        )
-        self.go_match = g(
-            "cdnprobe_goproxy_module_match",
-            "1 if the edge's module zip is readable and its h1: and go.mod hash equal go.sum's "
-            "(or, without go.sum, what most edges serve)" + LAST,
-            labels=["target", "module", "version", "address"],
-        )
-        self.sums_match = g(
-            "cdnprobe_artifact_checksum_match",
-            "1 if the artifact the edge serves has the SHA-256 (and size) its manifest lists"
-            + LAST,
-            labels=["target", "artifact", "address"],
-        )
-        self.hash_age = g(
-            "cdnprobe_artifact_hash_age_cycles",
-            "0 if the artifact was hashed in the last cycle; N if its metadata was unchanged and"
-            " the hash is from N cycles ago (rehash_every)" + LAST,
-            labels=["target", "artifact", "address"],
-        )
-        self.apt_problems = g(
-            "cdnprobe_apt_problems",
-            "Problems of the edge's repository by reason (size_mismatch, hash_mismatch, missing, "
-            "fetch_error, expired, by_hash_missing, expected_package_missing, bad_release)" + LAST,
-            labels=[*suite_edge, "reason"],
-        )
-
-    def metrics(self) -> Iterator[Metric]:
-        for family in vars(self).values():
-            yield family if isinstance(family, Metric) else family.metric
+        def __getattr__(self, name: str) -> Any: ...  # the attributes FAMILIES names
 
     def text(self) -> bytes:
         parts = []
@@ -356,24 +407,31 @@ class _Families:
             for reason, count in sorted(reasons.items()):
                 self.apt_problems.add_metric([*edge, reason], count)
 
-    def _add_checks(self, snap: TargetSnapshot, obj: ObjectReport) -> None:
+    def _add_goproxy(self, snap: TargetSnapshot, obj: ObjectReport) -> None:
+        module, _, version = (obj.name or "").partition("@")
         for check in obj.checks:
             match = 0 if check.problem else 1
-            if check.kind == "h1":
-                module, _, version = (obj.name or "").partition("@")
-                self.go_match.add_metric([snap.name, module, version, check.address], match)
-            else:
-                labels = [snap.name, obj.name or "", check.address]
-                self.sums_match.add_metric(labels, match)
-                result = next((r for r in obj.results if r.edge.address == check.address), None)
-                if result is not None:
-                    self.hash_age.add_metric(labels, result.observation.hash_age_cycles)
+            self.go_match.add_metric([snap.name, module, version, check.address], match)
+
+    def _add_checksums(self, snap: TargetSnapshot, obj: ObjectReport) -> None:
+        for check in obj.checks:
+            labels = [snap.name, obj.name or "", check.address]
+            self.sums_match.add_metric(labels, 0 if check.problem else 1)
+            result = next((r for r in obj.results if r.edge.address == check.address), None)
+            if result is not None:
+                self.hash_age.add_metric(labels, result.observation.hash_age_cycles)
+
+    # the per-kind series of an object, beside the ones every object has
+    _BY_KIND: ClassVar[dict[Kind, Callable[[Families, TargetSnapshot, ObjectReport], None]]] = {
+        Kind.APT: lambda f, s, o: f._add_apt(s, o),
+        Kind.GOPROXY: lambda f, s, o: f._add_goproxy(s, o),
+        Kind.CHECKSUMS: lambda f, s, o: f._add_checksums(s, o),
+    }
 
     def _add_object(self, snap: TargetSnapshot, obj: ObjectReport) -> None:
-        if obj.suite is not None:
-            self._add_apt(snap, obj)
-        if obj.checks:
-            self._add_checks(snap, obj)
+        by_kind = self._BY_KIND.get(obj.kind)
+        if by_kind is not None:
+            by_kind(self, snap, obj)
         name, path = snap.name, obj.path
         self.variants.add_metric([name, path], len(obj.variants))
         self.divergent.add_metric([name, path], len(obj.divergent_edges))
@@ -399,17 +457,9 @@ class _Families:
                     self.recovered.add(key, state.last_recovered.timestamp())
 
 
-def families(snapshots: Iterable[TargetSnapshot]) -> Iterator[Metric]:
-    """The probe series as prometheus_client objects (the reference rendering)."""
-    out = _Families(text=False)
-    for snap in snapshots:
-        out.add_target(snap)
-    yield from out.metrics()
-
-
 def render(snapshots: Iterable[TargetSnapshot]) -> bytes:
     """The probe series in the text exposition format, written directly."""
-    out = _Families(text=True)
+    out = Families()
     for snap in snapshots:
         out.add_target(snap)
     return out.text()
@@ -421,16 +471,6 @@ class _Fixed(Collector):
 
     def collect(self) -> Iterator[Metric]:
         return iter(self._metrics)
-
-
-class SnapshotCollector(Collector):
-    """Yields the families of whatever snapshots `source` returns at collect time."""
-
-    def __init__(self, source: Callable[[], Iterable[TargetSnapshot]]) -> None:
-        self._source = source
-
-    def collect(self) -> Iterator[Metric]:
-        return families(self._source())
 
 
 class DaemonCollector(Collector):

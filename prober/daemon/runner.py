@@ -12,27 +12,14 @@ import random
 from collections.abc import Callable
 from dataclasses import replace
 from types import MappingProxyType
-from urllib.parse import urlsplit
 
-from prober.compare import PastReference
-from prober.config import TargetConfig
+from prober.config import AnyTarget
 from prober.daemon.history import VerdictChange, VerdictTracker, VersionHistory
 from prober.daemon.snapshot import TargetSnapshot
-from prober.discovery import CachingDiscoverer, Discoverer
-from prober.fetch import Fetcher, make_ssl_context
-from prober.kinds.apt import AptSpec, run_apt_cycle
-from prober.kinds.goproxy import (
-    ChecksumSpec,
-    GoSpec,
-    RehashCache,
-    run_checksum_cycle,
-    run_go_cycle,
-)
-from prober.kinds.plain import Clock, TargetSpec, run_cycle, utc_now
+from prober.kinds import kind_of
+from prober.kinds.base import Clock, ProbeContext, tools_for, utc_now
 from prober.model import TargetReport
 from prober.render import iso_utc, safe
-from prober.validators.apt import parse_expect
-from prober.validators.goproxy import parse_gosum
 
 log = logging.getLogger("cdnprobe")
 ReportHook = Callable[[TargetSnapshot], None]
@@ -41,7 +28,7 @@ ReportHook = Callable[[TargetSnapshot], None]
 class TargetRunner:
     def __init__(
         self,
-        config: TargetConfig,
+        config: AnyTarget,
         *,
         slots: asyncio.Semaphore,
         dns_min_interval_s: float,
@@ -50,35 +37,25 @@ class TargetRunner:
         on_report: ReportHook | None = None,
     ) -> None:
         self.config = config
-        self.spec = TargetSpec.from_base(
-            config.name, config.url, config.paths, config.origin, config.max_edges
-        )
-        self.apt_spec = _apt_spec(config) if config.type == "apt" else None
-        self.repo_spec = _repo_spec(config)
-        self._rehash = RehashCache(config.rehash_every) if config.rehash_every > 1 else None
-        discoverer = Discoverer(config.resolvers, timeout_s=min(config.timeout, 5.0))
-        self._discoverer = CachingDiscoverer(discoverer, dns_min_interval_s)
-        self._fetcher = Fetcher(
-            ssl_context=make_ssl_context(config.ca_file, config.insecure),
-            timeout_s=config.timeout,
-            max_body_bytes=config.max_body_size,
-            concurrency=slots,
+        self.row = kind_of(config)
+        self.spec = self.row.spec(config)
+        discoverer, fetcher = tools_for(
+            config,
+            slots=slots,
             concurrency_total=concurrency_total,
-            connections_per_edge=config.connections_per_edge,
+            dns_min_interval_s=dns_min_interval_s,
             # Keep connections across cycles: TLS handshakes are most of a probe's cost.
             keepalive_s=max(60.0, 2 * config.interval),
         )
+        self._fetcher = fetcher
+        self._context = ProbeContext(discoverer, fetcher, clock)
         self._clock = clock
         self._on_report = on_report
         self.history = VersionHistory()
         self.tracker = VerdictTracker()
         self._errors: dict[tuple[str, str], int] = {}
         self._dns_error: str | None = None
-        paths = (
-            tuple(urlsplit(self.apt_spec.suite_url(s)).path + "InRelease" for s in config.suites)
-            if self.apt_spec
-            else tuple(config.paths)
-        )
+        paths = self.row.paths(self.spec)
         self.snapshot = TargetSnapshot(config.name, config.host, paths, config.interval)
         self._cycle: asyncio.Task[TargetSnapshot] | None = None
         self._schedule: asyncio.Task[None] | None = None
@@ -89,6 +66,7 @@ class TargetRunner:
         self.history.keep_only(set(self.snapshot.paths))
         self.tracker = old.tracker
         self._errors = old._errors
+        self._context.memory = old._context.memory
         self.snapshot = replace(
             old.snapshot, paths=self.snapshot.paths, interval_s=self.snapshot.interval_s
         )
@@ -97,7 +75,7 @@ class TargetRunner:
 
     def start(self) -> None:
         self._schedule = asyncio.create_task(
-            self._run_schedule(), name=f"schedule:{self.spec.name}"
+            self._run_schedule(), name=f"schedule:{self.config.name}"
         )
 
     async def _run_schedule(self) -> None:
@@ -110,7 +88,7 @@ class TargetRunner:
             if self.running:
                 self.snapshot = replace(self.snapshot, skipped=self.snapshot.skipped + 1)
                 log.warning(
-                    "target=%s cycle skipped: the previous one is still running", self.spec.name
+                    "target=%s cycle skipped: the previous one is still running", self.config.name
                 )
             else:
                 self._start_cycle()
@@ -122,7 +100,7 @@ class TargetRunner:
         return self._cycle is not None and not self._cycle.done()
 
     def _start_cycle(self) -> asyncio.Task[TargetSnapshot]:
-        self._cycle = asyncio.create_task(self._run_cycle(), name=f"cycle:{self.spec.name}")
+        self._cycle = asyncio.create_task(self._run_cycle(), name=f"cycle:{self.config.name}")
         return self._cycle
 
     async def cycle_now(self) -> TargetSnapshot:
@@ -147,7 +125,7 @@ class TargetRunner:
         try:
             report = await self._one_cycle()
         except Exception as exc:  # noqa: BLE001 - a bug in one cycle must not stop the daemon
-            log.error("target=%s cycle failed: %s: %s", self.spec.name, type(exc).__name__, exc)
+            log.error("target=%s cycle failed: %s: %s", self.config.name, type(exc).__name__, exc)
             return self.snapshot
         self._publish(report)
         if self._on_report is not None:
@@ -155,27 +133,16 @@ class TargetRunner:
         return self.snapshot
 
     async def _one_cycle(self) -> TargetReport:
-        """The cycle of this target's type; they all share DNS, the fetcher and the clock."""
-        tools = (self._discoverer, self._fetcher)
-        if self.apt_spec is not None:
-            return await run_apt_cycle(self.apt_spec, *tools, clock=self._clock)
-        if isinstance(self.repo_spec, GoSpec):
-            return await run_go_cycle(self.repo_spec, *tools, clock=self._clock)
-        if isinstance(self.repo_spec, ChecksumSpec):
-            return await run_checksum_cycle(
-                self.repo_spec, *tools, clock=self._clock, rehash=self._rehash
-            )
-        return await run_cycle(self.spec, *tools, clock=self._clock, past=self._past())
-
-    def _past(self) -> dict[str, tuple[PastReference, ...]]:
-        return {path: self.history.past(path) for path in self.snapshot.paths}
+        """One probe of this target's kind, with what the target remembers between cycles."""
+        self._context.past = {path: self.history.past(path) for path in self.snapshot.paths}
+        return await self.row.probe(self.spec, self._context)
 
     def _publish(self, report: TargetReport) -> None:
         now = report.finished_at
         for obj in report.objects:
             self.history.observe(obj, now)
         for change in self.tracker.update(report.objects, now):
-            log.info(_change_line(self.spec.name, change))
+            log.info(_change_line(self.config.name, change))
         self._log_dns(report)
         durations = self._count(report)
         old = self.snapshot
@@ -206,37 +173,11 @@ class TargetRunner:
     def _log_dns(self, report: TargetReport) -> None:
         if report.dns_error != self._dns_error:
             if report.dns_error:
-                log.warning("target=%s dns failed: %s", self.spec.name, report.dns_error)
+                log.warning("target=%s dns failed: %s", self.config.name, report.dns_error)
             else:
-                log.info("target=%s dns recovered: %d addresses", self.spec.name, len(report.edges))
+                count = len(report.edges)
+                log.info("target=%s dns recovered: %d addresses", self.config.name, count)
             self._dns_error = report.dns_error
-
-
-def _apt_spec(config: TargetConfig) -> AptSpec:
-    return AptSpec(
-        name=config.name,
-        base_url=config.url,
-        suites=tuple(config.suites),
-        components=tuple(config.components),
-        architectures=tuple(config.architectures),
-        expect=tuple(parse_expect(config.expect)),
-        max_edges=config.max_edges,
-    )
-
-
-def _repo_spec(config: TargetConfig) -> GoSpec | ChecksumSpec | None:
-    if config.type == "goproxy":
-        modules = tuple(
-            (m.partition("@")[0], (m.partition("@")[2],) if "@" in m else ())
-            for m in config.modules
-        )
-        sums = tuple((m, v, h) for (m, v), h in parse_gosum(config.gosum).items())
-        return GoSpec(config.name, config.url, modules, sums, config.max_edges)
-    if config.type == "checksums" and config.manifest:
-        manifest = config.url.rstrip("/") + config.manifest
-        artifacts = tuple(config.artifacts)
-        return ChecksumSpec(config.name, manifest, artifacts, config.origin, config.max_edges)
-    return None
 
 
 def _change_line(target: str, change: VerdictChange) -> str:

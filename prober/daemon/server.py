@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prober.daemon.core import Daemon
 from prober.daemon.statuspage import status_page
 from prober.daemon.webconfig import BasicAuth, WebConfig, server_ssl_context
-from prober.kinds.plain import utc_now
+from prober.kinds.base import utc_now
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

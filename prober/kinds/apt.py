@@ -1,31 +1,29 @@
-"""One cycle of an APT target: for every edge, its InRelease (or Release) and every index it
-lists for the selected components and architectures, fetched from that same edge."""
+"""`type: apt`: for every edge, its InRelease (or Release) and every index it lists for the
+selected components and architectures, fetched from that same edge. Only fetching and
+assembly: apt's rules are in validators/apt.py, the verdicts in compare.py."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from prober.compare import compare_object
-from prober.discovery import CachingDiscoverer, Discoverer
-from prober.errors import DiscoveryError
+from prober.config import AptTarget
 from prober.fetch import BufferSink, Fetcher
-from prober.kinds.plain import Clock, cap_edges, utc_now
+from prober.kinds.base import Clock, KindSpec, ProbeContext, resolve_edges
 from prober.model import (
     AptEdgeResult,
     AptProblem,
     Edge,
-    EdgeResult,
     FetchedIndex,
+    Kind,
     ObjectReport,
     Observation,
     Problem,
     Release,
     TargetReport,
-    Verdict,
 )
 from prober.validators.apt import (
     RELEASE_MAX_BYTES,
@@ -49,6 +47,13 @@ class AptSpec:
     architectures: tuple[str, ...] = ()
     expect: tuple[tuple[str, str], ...] = ()
     max_edges: int = 256
+    # apt's options, with apt's defaults (the contract's "Clients' own rules")
+    keyring: str | None = None
+    trusted: bool = False
+    languages: tuple[str, ...] = ("en",)
+    by_hash: str | None = None  # yes, no, force; None: what the Release says
+    check_valid_until: bool = True
+    max_future_seconds: float = 10.0
 
     @property
     def host(self) -> str:
@@ -65,23 +70,39 @@ class _EdgeRelease:
     problem: str | None
 
 
-async def run_apt_cycle(
-    spec: AptSpec,
-    discoverer: Discoverer | CachingDiscoverer,
-    fetcher: Fetcher,
-    *,
-    clock: Clock = utc_now,
-) -> TargetReport:
-    started = clock()
-    try:
-        dns = cap_edges(await discoverer.resolve(spec.host), spec.max_edges)
-    except DiscoveryError as exc:
-        return TargetReport(spec.name, spec.host, None, (), started, clock(), str(exc), exc.rcode)
-    await fetcher.forget(set(dns.edges))
-    objects = await asyncio.gather(
-        *(_suite(spec, s, dns.edges, fetcher, clock) for s in spec.suites)
+def spec(target: AptTarget) -> AptSpec:
+    return AptSpec(
+        name=target.name,
+        base_url=target.url,
+        suites=tuple(target.suites),
+        components=tuple(target.components),
+        architectures=tuple(target.architectures),
+        expect=tuple(target.expect),
+        max_edges=target.max_edges,
+        keyring=target.keyring,
+        trusted=target.trusted,
+        languages=tuple(target.languages),
+        by_hash=target.by_hash,
+        check_valid_until=target.check_valid_until,
+        max_future_seconds=target.max_future_seconds,
     )
-    return TargetReport(spec.name, spec.host, dns, tuple(objects), started, clock())
+
+
+def paths(spec: AptSpec) -> tuple[str, ...]:
+    """Per suite, the InRelease: the object whose history the daemon keeps."""
+    return tuple(urlsplit(spec.suite_url(s)).path + "InRelease" for s in spec.suites)
+
+
+async def probe(spec: AptSpec, ctx: ProbeContext) -> TargetReport:
+    started = ctx.clock()
+    dns = await resolve_edges(Kind.APT, spec.name, spec.host, spec.max_edges, ctx, started)
+    if isinstance(dns, TargetReport):
+        return dns
+    objects = await asyncio.gather(
+        *(_suite(spec, s, dns.edges, ctx.fetcher, ctx.clock) for s in spec.suites)
+    )
+    finished = ctx.clock()
+    return TargetReport(spec.name, spec.host, dns, tuple(objects), started, finished, kind=Kind.APT)
 
 
 async def _suite(
@@ -89,13 +110,12 @@ async def _suite(
 ) -> ObjectReport:
     base = spec.suite_url(suite)
     checked = await asyncio.gather(*(_edge(spec, base, edge, fetcher, clock) for edge in edges))
-    now = clock()
     releases = [(edge, er.observation) for edge, (er, _) in zip(edges, checked, strict=True)]
-    report = compare_object(
-        base + "InRelease", spec.host, urlsplit(base).path + "InRelease", releases
+    results = [(edge.address, result) for edge, (_, result) in zip(edges, checked, strict=True)]
+    path = urlsplit(base).path + "InRelease"
+    return compare_object(
+        base + "InRelease", spec.host, path, releases, kind=Kind.APT, suite=suite, apt=results
     )
-    results = {edge.address: result for edge, (_, result) in zip(edges, checked, strict=True)}
-    return _judge_suite(report, suite, results, now)
 
 
 async def _edge(
@@ -167,8 +187,7 @@ async def _indexes(
         obs, counter = await fetcher.fetch_into(edge, base + path, make)
         if counter is not None:
             counter.finish()
-        error = str(obs.error) if obs.error else None
-        return path, FetchedIndex(obs.status, obs.bytes_read, obs.sha256, error), counter
+        return path, FetchedIndex(obs.status, obs.bytes_read, obs.sha256, obs.error), counter
 
     found = await asyncio.gather(*(one(p) for p in paths))
     fetched = {path: got for path, got, _ in found}
@@ -181,35 +200,4 @@ def _suffix(path: str) -> str:
     return "." + name.rsplit(".", 1)[1] if "." in name else ""
 
 
-def _judge_suite(
-    report: ObjectReport, suite: str, results: dict[str, AptEdgeResult], now: datetime
-) -> ObjectReport:
-    """Edge verdicts with the repository in mind: an edge apt would fail on is divergent; an
-    edge on an older (self-consistent) Release is stale, with the lag between the Dates."""
-    dates = [r.release.date for r in results.values() if r.release and r.release.date]
-    newest = max(dates, default=None)
-    judged = []
-    for edge_result in report.results:
-        apt = results[edge_result.edge.address]
-        judged.append(_judge_edge(edge_result, apt, newest))
-    notes = report.notes
-    if any(r.verdict is not Verdict.OK for r in judged) and newest is not None:
-        notes = (*notes, f"newest Release Date among the edges: {newest:%a, %d %b %Y %H:%M:%S} UTC")
-    pairs = tuple((r.edge.address, results[r.edge.address]) for r in judged)
-    return replace(report, results=tuple(judged), suite=suite, apt=pairs, notes=notes)
-
-
-def _judge_edge(result: EdgeResult, apt: AptEdgeResult, newest: datetime | None) -> EdgeResult:
-    if result.verdict is Verdict.ERROR:
-        return result
-    if apt.would_fail:
-        return replace(result, verdict=Verdict.DIVERGENT, lag_s=None)
-    missing = any(p.reason is Problem.EXPECTED_PACKAGE_MISSING for p in apt.problems)
-    date = apt.release.date if apt.release else None
-    if date is not None and newest is not None and date < newest:
-        return replace(result, verdict=Verdict.STALE, lag_s=(newest - date).total_seconds())
-    if date is not None and date == newest and result.verdict is Verdict.STALE:
-        return replace(result, verdict=Verdict.DIVERGENT, lag_s=0.0)  # same Date, other bytes
-    if missing and result.verdict is Verdict.OK:
-        return replace(result, verdict=Verdict.DIVERGENT)  # current, but without the upload
-    return result
+KIND = KindSpec(Kind.APT, spec, probe, paths)

@@ -1,31 +1,22 @@
-"""One cycle of one target: discover → fetch every object from every edge → compare.
-
-`check` and `run` both call `run_cycle`, so the terminal and the daemon cannot disagree.
-"""
+"""`type: http`: paths compared byte for byte across every edge (and an origin, if given)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from prober.compare import PastReference, compare_object
-from prober.discovery import CachingDiscoverer, Discoverer
+from prober.compare import compare_object
+from prober.config import PlainTarget
 from prober.errors import DiscoveryError
 from prober.fetch import Fetcher
-from prober.model import DnsAnswer, Edge, ObjectReport, Observation, TargetReport
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+from prober.kinds.base import KindSpec, ProbeContext, first_address, resolve_edges
+from prober.model import Edge, Kind, Observation, TargetReport
 
 
 @dataclass(frozen=True, slots=True)
-class TargetSpec:
+class PlainSpec:
     """What one cycle probes: one host name, its objects, optionally an origin base URL."""
 
     name: str
@@ -42,10 +33,20 @@ class TargetSpec:
         paths: Sequence[str],
         origin: str | None = None,
         max_edges: int = 256,
-    ) -> TargetSpec:
+    ) -> PlainSpec:
         base = base_url.rstrip("/")
         host = urlsplit(base).hostname or ""
         return cls(name, host, tuple(base + p for p in paths), origin, max_edges)
+
+
+def spec(target: PlainTarget) -> PlainSpec:
+    return PlainSpec.from_base(
+        target.name, target.url, target.paths, target.origin, target.max_edges
+    )
+
+
+def paths(spec: PlainSpec) -> tuple[str, ...]:
+    return tuple(path_of(url) for url in spec.urls)
 
 
 def path_of(url: str) -> str:
@@ -58,35 +59,41 @@ def origin_url(origin_base: str, url: str) -> str:
     return origin_base.rstrip("/") + path_of(url)
 
 
-async def run_cycle(
-    spec: TargetSpec,
-    discoverer: Discoverer | CachingDiscoverer,
-    fetcher: Fetcher,
-    *,
-    clock: Clock = utc_now,
-    past: Mapping[str, Sequence[PastReference]] | None = None,
-) -> TargetReport:
-    started = clock()
-    try:
-        dns = await discoverer.resolve(spec.host)
-    except DiscoveryError as exc:
-        return TargetReport(spec.name, spec.host, None, (), started, clock(), str(exc), exc.rcode)
-    dns = cap_edges(dns, spec.max_edges)
-    origin_edge, origin_note = await _origin_edge(spec, discoverer)
-    await fetcher.forget(set(dns.edges) | ({origin_edge} if origin_edge else set()))
-    observed, origins = await asyncio.gather(
-        _fetch_all(fetcher, dns.edges, spec.urls), _fetch_origin(fetcher, spec, origin_edge)
+async def probe(spec: PlainSpec, ctx: ProbeContext) -> TargetReport:
+    started = ctx.clock()
+    dns = await resolve_edges(
+        Kind.PLAIN, spec.name, spec.host, spec.max_edges, ctx, started, forget=False
     )
-    now = clock()
+    if isinstance(dns, TargetReport):
+        return dns
+    origin_edge: Edge | None = None
+    origin_notes: tuple[str, ...] = ()
+    if spec.origin:
+        found = await first_address(urlsplit(spec.origin).hostname or "", ctx)
+        if isinstance(found, DiscoveryError):
+            origin_notes = (f"origin not resolved ({found}); reference chosen from the edges",)
+        else:
+            origin_edge = found
+    keep = set(dns.edges) | ({origin_edge} if origin_edge else set())
+    await ctx.fetcher.forget(keep)
+    observed, origins = await asyncio.gather(
+        _fetch_all(ctx.fetcher, dns.edges, spec.urls), _fetch_origin(ctx.fetcher, spec, origin_edge)
+    )
+    now = ctx.clock()
     objects = tuple(
-        _compare(
-            spec, url, observed[url], origins.get(url), (past or {}).get(path_of(url), ()), now
+        compare_object(
+            url,
+            spec.host,
+            path_of(url),
+            observed[url],
+            origins.get(url),
+            ctx.past.get(path_of(url), ()),
+            now,
+            notes=origin_notes,
         )
         for url in spec.urls
     )
-    if origin_note:
-        objects = tuple(_with_note(o, origin_note) for o in objects)
-    return TargetReport(spec.name, spec.host, dns, objects, started, now)
+    return TargetReport(spec.name, spec.host, dns, objects, started, now, kind=Kind.PLAIN)
 
 
 async def _fetch_all(
@@ -100,22 +107,8 @@ async def _fetch_all(
     return observed
 
 
-async def _origin_edge(
-    spec: TargetSpec, discoverer: Discoverer | CachingDiscoverer
-) -> tuple[Edge | None, str]:
-    """The origin is fetched by its own name: its first address, as any client would."""
-    if not spec.origin:
-        return None, ""
-    host = urlsplit(spec.origin).hostname or ""
-    try:
-        answer: DnsAnswer = await discoverer.resolve(host)
-    except DiscoveryError as exc:
-        return None, f"origin not resolved ({exc}); reference chosen from the edges"
-    return answer.edges[0], ""
-
-
 async def _fetch_origin(
-    fetcher: Fetcher, spec: TargetSpec, edge: Edge | None
+    fetcher: Fetcher, spec: PlainSpec, edge: Edge | None
 ) -> dict[str, Observation]:
     if edge is None or not spec.origin:
         return {}
@@ -124,23 +117,4 @@ async def _fetch_origin(
     return dict(zip(spec.urls, found, strict=True))
 
 
-def _compare(
-    spec: TargetSpec,
-    url: str,
-    observed: Sequence[tuple[Edge, Observation]],
-    origin: Observation | None,
-    past: Sequence[PastReference],
-    now: datetime,
-) -> ObjectReport:
-    return compare_object(url, spec.host, path_of(url), observed, origin, past, now)
-
-
-def cap_edges(dns: DnsAnswer, max_edges: int) -> DnsAnswer:
-    """Probe at most `max_edges` addresses (the first in address order, the same every cycle)."""
-    if len(dns.edges) <= max_edges:
-        return dns
-    return replace(dns, edges=dns.edges[:max_edges], dropped=dns.edges[max_edges:])
-
-
-def _with_note(report: ObjectReport, note: str) -> ObjectReport:
-    return replace(report, notes=(*report.notes, note))
+KIND = KindSpec(Kind.PLAIN, spec, probe, paths)
