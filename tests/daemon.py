@@ -79,7 +79,7 @@ class RunningDaemon:
 
     def start(self, scheme: str = "http", context: ssl.SSLContext | None = None) -> RunningDaemon:
         self.port = self.port or free_port()
-        self.log_path = self.config_path.with_suffix(".log")
+        self.log_path = self.log_path or self.config_path.with_suffix(".log")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         argv = [sys.executable, "-m", "prober", "run", "--config", str(self.config_path),
                 "--listen", f"127.0.0.1:{self.port}", *self.extra_args]  # fmt: skip
