@@ -78,7 +78,10 @@ def _add_daemon_commands(commands: Any) -> None:
         description="Exit 0 if "
         "FILE is a valid config; otherwise print FILE: field: problem and exit 2.",
     )
-    validate.add_argument("file", metavar="FILE")
+    validate.add_argument("file", metavar="FILE", nargs="?")
+    validate.add_argument(
+        "--config", dest="config_file", metavar="FILE", help="the same, as `run` takes it"
+    )
     commands.add_parser(
         "config-schema",
         help="print the config's JSON Schema (for editors)",
@@ -87,9 +90,10 @@ def _add_daemon_commands(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
         help="a mini CDN on loopback with a stale and a truncating edge, watched by the daemon",
-        description="Start four edges on 127.0.0.2-5 and a DNS responder inside this process, "
-        "run the daemon against them and print the edge table after each cycle. Needs no "
-        "internet and no config. Ctrl-C stops it.",
+        description="Start four HTTPS edges on 127.0.0.2-5 (a throwaway CA, certificates "
+        "chosen by SNI) and a DNS responder inside this process, run the daemon against them "
+        "and print the edge table after each cycle; the stale edge catches up after 3 cycles. "
+        "Needs no internet and no config. Ctrl-C stops it.",
     )
     demo.add_argument(
         "--listen",
@@ -106,6 +110,11 @@ def _add_daemon_commands(commands: Any) -> None:
         help="probe interval (default 5)",
     )
     demo.add_argument("--cycles", type=_positive_int, metavar="N", help="stop after N cycles")
+    demo.add_argument(
+        "--plain-http",
+        action="store_true",
+        help="serve the edges over HTTP instead of HTTPS with a throwaway CA",
+    )
 
 
 def _add_check(commands: Any) -> None:
@@ -248,7 +257,9 @@ def _seconds(text: str) -> float:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and at most 3600 seconds, got {text!r}"
+        )
     return value
 
 
@@ -468,7 +479,7 @@ def _gosum(path: str | None) -> list[str]:
 def check_exit_code(report: Report) -> int:
     if any(t.dns_error for t in report.targets):
         return EXIT_UNRESOLVED
-    if all(o.consistent for t in report.targets for o in t.objects):
+    if all(o.healthy for t in report.targets for o in t.objects):
         return EXIT_OK
     return EXIT_DIVERGENT
 
@@ -507,8 +518,10 @@ def _listen(text: str) -> str:
         Config.model_validate(
             {"listen": text, "targets": [{"name": "x", "url": "http://x", "paths": ["/"]}]}
         )
-    except ValueError:
-        raise UsageError(f"bad --listen {text!r}: expected HOST:PORT") from None
+    except ValueError as exc:
+        errors = getattr(exc, "errors", lambda: [{"msg": "expected HOST:PORT"}])()
+        why = str(errors[0]["msg"]).removeprefix("Value error, ")
+        raise UsageError(f"bad --listen {text!r}: {why}") from None
     return text
 
 
@@ -527,8 +540,8 @@ async def _serve(
     daemon = Daemon(config, config_path=path, shard=shard)
     log = logging.getLogger("cdnprobe")
     if shard is not None:
-        log.info("shard %d/%d: probing %d of %d targets", shard.index, shard.count,
-                 len(daemon.my_targets(config)), len(config.targets))  # fmt: skip
+        mine, every = len(daemon.my_targets(config)), plural(len(config.targets), "target")
+        log.info("shard %d/%d: probing %d of %s", shard.index, shard.count, mine, every)
     try:
         await serve(
             daemon,
@@ -544,9 +557,16 @@ async def _serve(
 def _validate_config(args: argparse.Namespace) -> int:
     from prober.config import load_config
 
-    config = load_config(args.file)
-    print(f"{args.file}: ok, {len(config.targets)} targets")
+    file = args.file or args.config_file
+    if not file or (args.file and args.config_file):
+        raise UsageError("validate-config takes one config file: FILE or --config FILE")
+    config = load_config(file)
+    print(f"{file}: ok, {plural(len(config.targets), 'target')}")
     return EXIT_OK
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _config_schema(args: argparse.Namespace) -> int:
@@ -559,58 +579,12 @@ def _config_schema(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from prober.demo import run_demo
+
     _listen(args.listen)
     _setup_logging()
-    return run_async(_run_demo(args.listen, args.interval, args.cycles))
-
-
-async def _run_demo(listen: str, interval_s: float, cycles: int | None) -> int:
-    from prober.daemon.core import Daemon
-    from prober.daemon.server import serve
-    from prober.daemon.snapshot import TargetSnapshot
-    from prober.demo import DEMO_HOST, STALE_EDGE, TRUNCATING_EDGE, MiniCdn
-    from prober.model import Report
-    from prober.render import table
-
-    cdn = MiniCdn()
-    await cdn.start()
-    stop = asyncio.Event()
-    seen = 0
-    colour = sys.stdout.isatty()
-
-    def on_report(snapshot: TargetSnapshot) -> None:
-        nonlocal seen
-        seen += 1
-        if snapshot.report is not None:
-            stamp = snapshot.report.finished_at.strftime("%H:%M:%S")
-            print(f"--- cycle {seen} at {stamp} ---")
-            sys.stdout.write(table(Report(snapshot.report.finished_at, (snapshot.report,)), colour))
-            sys.stdout.flush()
-        if cycles is not None and seen >= cycles:
-            stop.set()
-
-    def banner(address: str) -> None:
-        print(
-            f"cdnprobe demo: {DEMO_HOST} has 4 edges on 127.0.0.2-5 port {cdn.edge_port} "
-            f"(DNS on 127.0.0.1:{cdn.dns_port});\n"
-            f"  {STALE_EDGE} still serves the previous Packages.gz, "
-            f"{TRUNCATING_EDGE} cuts Packages.gz short.\n"
-            f"  metrics: http://{address}/metrics   status page: http://{address}/\n"
-            "  Ctrl-C stops.",
-            flush=True,
-        )
-
-    try:
-        for attempt in (listen, listen.rpartition(":")[0] + ":0"):
-            daemon = Daemon(cdn.config(attempt, interval_s), on_report=on_report)
-            try:
-                await serve(daemon, attempt, on_listening=banner, stop=stop, grace_s=1.0)
-                return EXIT_OK
-            except OSError:
-                continue
-        raise UsageError(f"cannot listen on {listen}")
-    finally:
-        cdn.close()
+    run_async(run_demo(args.listen, args.interval, args.cycles, tls=not args.plain_http))
+    return EXIT_OK
 
 
 _COMMANDS = {

@@ -229,6 +229,7 @@ def compare_object(
     suite: str | None = None,
     apt: Sequence[tuple[str, AptEdgeResult]] = (),
     notes: Sequence[str] = (),
+    origin_error: str | None = None,
 ) -> ObjectReport:
     """Group one object's observations into variants, pick the reference, judge each edge:
     by its bytes, then by its repository check (`checks`) or its APT result (`apt`) when the
@@ -268,6 +269,7 @@ def compare_object(
         apt=ordered_apt,
         name=name,
         checks=tuple(checks),
+        origin_error=origin_error or (str(origin.error) if origin and origin.error else None),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -411,12 +412,20 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
         inner, message = message.split("\x00", 1)
         where = f"{where}.{inner}" if where else inner
     if error["type"] == "extra_forbidden":
-        message = "unknown field"
+        message = "unknown field" + _did_you_mean(str(error["loc"][-1]))
     elif error["type"] == "missing":
         message = "required field is missing"
     elif error["type"] == "too_short":
         message = "must not be empty"
     return where, message
+
+
+def _did_you_mean(key: str) -> str:
+    known = set(Config.model_fields)
+    for model in KIND_MODELS.values():
+        known.update(model.model_fields)
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -237,6 +237,15 @@ class ObjectReport:
     apt: tuple[tuple[str, AptEdgeResult], ...] = ()  # APT: (address, result) per edge
     name: str | None = None  # goproxy: module@version; checksums: the artifact's name
     checks: tuple[EdgeCheck, ...] = ()  # goproxy and checksums: one per edge
+    origin_error: str | None = None  # the origin was asked for and gave no answer: why
+
+    @property
+    def reference_served(self) -> bool:
+        """The reference is an answer, not an error status: an object every edge answers 404
+        (or 503) for is consistent, and still served nowhere. A redirect every edge gives the
+        same way is an answer (it is compared, never followed)."""
+        ref = self.reference
+        return ref is not None and ref.status is not None and 200 <= ref.status < 400
 
     def check_for(self, address: str) -> EdgeCheck | None:
         return next((c for c in self.checks if c.address == address), None)
@@ -249,23 +258,61 @@ class ObjectReport:
         return bool(self.results) and all(r.verdict is Verdict.OK for r in self.results)
 
     @property
+    def healthy(self) -> bool:
+        """What `check` exits 0 on: consistent, the origin answered if one was asked for, and
+        (for plain paths) the reference is a body, not an error page every edge agrees on."""
+        if not self.consistent or self.origin_error is not None:
+            return False
+        return self.kind is not Kind.PLAIN or self.reference_served
+
+    @property
     def divergent_edges(self) -> tuple[EdgeResult, ...]:
         return tuple(r for r in self.results if r.verdict is not Verdict.OK)
 
 
 @dataclass(frozen=True, slots=True)
+class VantageAnswer:
+    """What one vantage (or, without vantages, one resolver) was told: its edges, or why none.
+
+    `ecs` is the client subnet sent as EDNS Client Subnet (None: the resolver was asked
+    plainly); `error` is a DNS failure word (NXDOMAIN, SERVFAIL, REFUSED, timeout, unreachable,
+    no A or AAAA records) when this vantage got no address; `ttl_s` is the shortest TTL along
+    the answer's CNAME chain."""
+
+    name: str = ""
+    resolver: str = ""
+    ecs: str | None = None
+    addresses: tuple[Edge, ...] = ()
+    error: str | None = None
+    problems: tuple[str, ...] = ()  # per family, e.g. "AAAA: no records"
+    ttl_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DnsAnswer:
-    """Every address a name resolved to, and what went wrong per family, if anything."""
+    """Every address a name resolved to (the union over every vantage or resolver asked), and
+    what went wrong per family, if anything."""
 
     name: str
     edges: tuple[Edge, ...]
     resolver: str
-    problems: tuple[str, ...] = ()  # e.g. "AAAA: SERVFAIL from 127.0.0.1:53"
+    problems: tuple[str, ...] = ()  # e.g. "AAAA: SERVFAIL", or "eu: timeout" with vantages
     dropped: tuple[Edge, ...] = ()  # resolved, but over the target's max_edges: not probed
+    # one answer per vantage asked; without configured vantages, one per resolver (named by
+    # its address) and by_vantage is False
+    vantages: tuple[VantageAnswer, ...] = ()
+    by_vantage: bool = False
+    # every resolved edge (probed or dropped), with the names of the vantages (or resolver
+    # addresses) that were sent to it, in the order they were asked
+    seen_by: tuple[tuple[Edge, tuple[str, ...]], ...] = ()
 
     @property
     def resolved(self) -> tuple[Edge, ...]:
         return self.edges + self.dropped
+
+    def seen_by_edge(self, edge: Edge) -> tuple[str, ...]:
+        """The vantages (or resolver addresses) that named this edge; () for an unknown one."""
+        return next((names for e, names in self.seen_by if e == edge), ())
 
 
 @dataclass(frozen=True, slots=True)

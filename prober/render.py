@@ -81,6 +81,7 @@ def object_json(obj: ObjectReport) -> JsonObject:
         "url": obj.url,
         "host": obj.host,
         "consistent": obj.consistent,
+        "healthy": obj.healthy,
         "variants": len(obj.variants),
         "reference": _reference_json(obj),
         "edges": [edge_json(r) for r in obj.results],
@@ -187,8 +188,8 @@ _COLOURS = {Verdict.STALE: "33", Verdict.DIVERGENT: "31", Verdict.ERROR: "31;1"}
 def table(report: Report, colour: bool = False) -> str:
     blocks = []
     for target in report.targets:
-        if target.dns_error is not None:
-            blocks.append(f"{safe(target.name)}\n  no address: {safe(target.dns_error)}")
+        if target.dns_error is not None:  # the reason is the one line on stderr
+            blocks.append(f"{safe(target.name)}\n  no address ({safe(target.dns_rcode or '')})")
         blocks.extend(object_table(obj, colour) for obj in target.objects)
     return "\n\n".join(blocks) + "\n"
 
@@ -206,6 +207,7 @@ def object_table(obj: ObjectReport, colour: bool = False) -> str:
             line = f"\x1b[{_COLOURS[ordered[n - 1].verdict]}m{line}\x1b[0m"
         lines.append(line)
     lines.extend(f"  note: {safe(note)}" for note in obj.notes)
+    lines.extend(f"  {safe(line)}" for line in failure_lines(obj))
     lines.extend(f"  {safe(line)}" for line in apt_lines(obj))
     lines.extend(f"  {safe(line)}" for line in check_lines(obj))
     lines.append("  => " + conclusion(obj))
@@ -222,7 +224,11 @@ def _reference_first(obj: ObjectReport) -> list[EdgeResult]:
 
 def _summary(obj: ObjectReport) -> str:
     ref = obj.reference
-    edges = f"{len(obj.results)} edges, {len(obj.variants)} variant{'s' * (len(obj.variants) != 1)}"
+    edges = f"{_plural(len(obj.results), 'edge')}, {_plural(len(obj.variants), 'variant')}"
+    failed = sum(1 for v in obj.variants if v.key.kind == "error")
+    if failed:  # a failed fetch is a variant too (by its error): say how many are bodies
+        served = len(obj.variants) - failed
+        edges += f" ({served} served, {failed} failed {'fetch' if failed == 1 else 'fetches'})"
     if ref is None:
         return f"{edges}; no reference (no edge answered)"
     what = (
@@ -312,8 +318,15 @@ def conclusion(obj: ObjectReport) -> str:
     """One line saying what is wrong with this object, in the user's words."""
     name = obj.path.rsplit("/", 1)[-1] or obj.path
     total = len(obj.results)
+    origin = f"; the origin failed ({obj.origin_error}), so the reference is the edges' own"
+    origin = origin if obj.origin_error else ""
+    if obj.consistent and obj.kind is Kind.PLAIN and not obj.reference_served:
+        status = obj.reference.status if obj.reference else None
+        every = "the only edge answers" if total == 1 else f"all {total} edges answer"
+        return f"{every} {status} for {name}: it is served nowhere (check the path){origin}"
     if obj.consistent:
-        return f"all {total} edges serve the same {name}"
+        every = "the only edge serves" if total == 1 else f"all {total} edges serve"
+        return f"{every} the same {name}{origin}"
     if obj.reference is None:
         return f"no edge gave a complete answer for {name}"
     if obj.kind is Kind.APT:
@@ -334,11 +347,41 @@ def conclusion(obj: ObjectReport) -> str:
             hit = [r for r in hit if r not in failing]
         if hit:
             parts.append(f"{_count(hit, total)} {_singular(what, len(hit))} ({_addresses(hit)})")
-    return "; ".join(parts)
+    return "; ".join(parts) + origin
+
+
+# What a person can do about a failure, by its error word and the transport's words.
+_HINTS = (
+    ("tls", "certificate verify failed", "give the CA with --ca-file PEM, or --insecure"),
+    ("tls", "", "check the edge's certificate and TLS setup"),
+    ("timeout", "", "a larger --timeout SECONDS gives slow edges longer"),
+    ("connect", "", "nothing accepts connections there on that port"),
+    ("stream_reset", "", "the edge's HTTP/2 path fails; --http 1.1 shows whether HTTP/1.1 works"),
+)
+
+
+def failure_lines(obj: ObjectReport) -> list[str]:
+    """One line per distinct failure (error and reason), naming its edges, with a hint."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in obj.results:
+        obs = r.observation
+        if obs.error is not None:
+            why = (obs.detail or "").split(": ", 1)[-1]  # without the exception's class name
+            groups.setdefault((str(obs.error), why), []).append(r.edge.address)
+    lines = []
+    for (error, why), addresses in groups.items():
+        line = f"{', '.join(addresses)}: {error}" + (f": {why}" if why else "")
+        hint = next((h for e, needle, h in _HINTS if e == error and needle in why), None)
+        lines.append(line + (f" (hint: {hint})" if hint else ""))
+    return lines
 
 
 def _count(hit: list[EdgeResult], total: int) -> str:
-    return f"{len(hit)} of {total} edges"
+    return f"{len(hit)} of {_plural(total, 'edge')}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _singular(verb_phrase: str, count: int) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from prober.compare import compare_object
@@ -125,10 +127,15 @@ def test_metrics_are_a_view_of_the_snapshot() -> None:
 
 
 def test_hash_labels_only_on_info() -> None:
+    """Hashes only on the two identity series: each edge's, and (for comparing regions, as
+    the contract's vantage extension adds) the reference's, which carries no ETag."""
     text = exposition(snapshot(report_for((A, body("aa" * 32)))))
     for line in text.splitlines():
-        if "sha256=" in line or "etag=" in line:
+        if "etag=" in line:
             assert line.startswith("cdnprobe_edge_object_info")
+        if "sha256=" in line:
+            assert line.startswith(("cdnprobe_edge_object_info", "cdnprobe_object_reference_info"))
+    assert 'cdnprobe_object_reference_info{path="/p",sha256="aaaaaaaaaaaa",target="t"} 1.0' in text
 
 
 def test_hostile_etag_is_bounded_and_escaped() -> None:
@@ -167,3 +174,134 @@ def test_duration_histogram_counts_as_prometheus_client_does() -> None:
     ]
     assert list(ours.buckets) == expected
     assert ours.count == 10 and ours.total == sum(sum(c) for c in cycles)
+
+
+# ---- status page: problems first, for a person woken at night ----------------------------
+
+NEW, OLD = "Mon, 23 Nov 2026 13:00:00 GMT", "Mon, 23 Nov 2026 12:56:40 GMT"  # 200 s apart
+C, D = Edge("192.0.2.3", 4), Edge("192.0.2.4", 4)
+
+
+def night_snapshots() -> list[TargetSnapshot]:
+    """A healthy target named to sort first, and a broken one: a stale edge 3m 20s behind, a
+    truncated edge, and an edge that recovered; edge_states say since when."""
+    from prober.errors import ErrorReason
+
+    new = Observation(status=200, size=37101, bytes_read=37101, sha256="aa" * 32, etag='"n"',
+                      last_modified=NEW)  # fmt: skip
+    old = replace(new, size=35577, bytes_read=35577, sha256="bb" * 32, last_modified=OLD)
+    cut = replace(new, bytes_read=18550, sha256=None, error=ErrorReason.TRUNCATED,
+                  detail="body ended at 18550 of 37101 bytes <b>")  # fmt: skip
+    path = "/dists/stable/main/binary-amd64/Packages.gz"
+    broken = report_for((A, new), (B, new), (C, old), (D, cut), path=path)
+    since = T0 - timedelta(hours=2)
+    states = {
+        (path, A.address): EdgeState(Verdict.OK, since),
+        (path, B.address): EdgeState(
+            Verdict.OK, T0 - timedelta(minutes=5), T0 - timedelta(minutes=5)
+        ),
+        (path, C.address): EdgeState(Verdict.STALE, T0 - timedelta(minutes=12)),
+        (path, D.address): EdgeState(Verdict.ERROR, T0 - timedelta(seconds=40)),
+    }
+    broken_snap = replace(snapshot(broken), name="zz-repo", edge_states=states)
+    healthy = replace(snapshot(report_for((A, body("x")), (B, body("x")))), name="aa-healthy")
+    return [healthy, broken_snap]
+
+
+def test_status_page_puts_the_summary_and_broken_targets_first() -> None:
+    page = status_page(night_snapshots(), T0)
+    summary = page.index("class='summary broken'")
+    assert summary < page.index("<h2") and summary < page.index("<table>")
+    assert "<b>Targets:</b> 1 broken, 1 healthy" in page
+    assert "(each by its worst verdict): 1 error, 1 stale, 4 ok" in page
+    assert page.index("<h2 id='zz-repo'") < page.index("<h2 id='aa-healthy'")
+    assert (
+        "<li>zz-repo: 192.0.2.3 stale, 3m 20s behind for "
+        "/dists/stable/main/binary-amd64/Packages.gz, since 13:48:00Z (12m ago)</li>"
+    ) in page
+
+
+def test_status_page_cells_say_since_when_how_far_behind_and_how_much_came() -> None:
+    page = status_page(night_snapshots(), T0)
+    stale = page[page.index("<td class=stale>") :].split("</td>")[0]
+    assert stale.startswith("<td class=stale>stale, 3m 20s behind<small>since 13:48:00Z (12m ago)")
+    cut = page[page.index("<td class=error>") :].split("</td>")[0]
+    assert "error: truncated" in cut and "HTTP 200, 18550 of 37101 bytes" in cut
+    assert "body ended at 18550 of 37101 bytes &lt;b&gt;" in cut  # the detail, escaped
+    assert "<small>recovered 13:55:00Z (5m ago)</small>" in page
+    assert "<b>" not in page.replace("<b>Targets:</b>", "").replace("<b>Edges</b>", "")
+
+
+def test_status_page_without_problems_says_so() -> None:
+    page = status_page([night_snapshots()[0]], T0)
+    assert "class='summary'" in page and "<p>No problems.</p>" in page
+    assert "1 healthy" in page and "0 broken" in page
+
+
+def test_human_durations_use_two_units_at_most() -> None:
+    from prober.daemon.statuspage import human_duration
+
+    cases = {0: "0s", 45: "45s", 60: "1m", 200: "3m 20s", 7200: "2h", 7500: "2h 5m",
+             90000: "1d 1h", 86400 * 3: "3d"}  # fmt: skip
+    assert {s: human_duration(s) for s in cases} == cases
+
+
+def _png_pixels(png: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and RGB(A) rows of an 8-bit PNG (what Chromium writes), unfiltered."""
+    import struct
+    import zlib
+
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, head = 8, b"", b""
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, data = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
+        head = data if kind == b"IHDR" else head
+        idat += data if kind == b"IDAT" else b""
+        pos += 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", head[:10])
+    assert depth == 8 and colour in (2, 6)
+    bpp = 3 if colour == 2 else 4
+    raw, stride, rows, prev = zlib.decompress(idat), width * bpp, [], bytearray(width * bpp)
+    for y in range(height):
+        kind, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
+        for i in range(stride):
+            a, b = line[i - bpp] if i >= bpp else 0, prev[i]
+            c = prev[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            pred = (a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c)
+                    else b if abs(p - b) <= abs(p - c) else c)  # fmt: skip
+            line[i] = (line[i] + (0, a, b, (a + b) // 2, pred)[kind]) & 0xFF
+        rows.append(bytes(line))
+        prev = line
+    return width, height, [bytes(r[i : i + 3]) for r in rows for i in range(0, stride, bpp)]
+
+
+def test_status_page_renders_in_headless_chromium(tmp_path: Path) -> None:
+    """The page as a browser draws it: the red summary box at the top, the stale and error
+    colours below; the screenshot is kept at tmp_path/status.png for a person to look at."""
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed")
+    page = tmp_path / "status.html"
+    page.write_text(status_page(night_snapshots(), T0), encoding="utf-8")
+    shot = tmp_path / "status.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars"]  # fmt: skip
+    proc = subprocess.run(
+        [chromium, *flags, "--window-size=1280,900", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    width, height, pixels = _png_pixels(shot.read_bytes())
+    assert (width, height) == (1280, 900)
+    top = pixels[: width * height // 3]
+    assert bytes((204, 0, 0)) in top  # .summary.broken border, drawn in the top third
+    assert bytes((0xFF, 0xF1, 0xC2)) in pixels and bytes((0xF4, 0xB3, 0xB3)) in pixels

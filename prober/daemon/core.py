@@ -125,9 +125,8 @@ class Daemon:
                 log.warning("listen changed to %s: takes effect on restart", new.listen)
             retired = self._apply(new, self.config)
             self.reload_ok, self.reload_at = True, self._clock()
-            log.info(
-                "config reloaded: %d targets, %d probed here", len(new.targets), len(self.runners)
-            )
+            targets = f"{len(new.targets)} target" + ("s" * (len(new.targets) != 1))
+            log.info("config reloaded: %s, %d probed here", targets, len(self.runners))
         await asyncio.gather(*(r.drain(grace_s=0) for r in retired))
         return None
 

@@ -180,6 +180,22 @@ FAMILIES: tuple[tuple[str, str, str, list[str], str], ...] = (
         "Edges whose object is not the reference" + LAST,
     ),
     (
+        "reference_status",
+        "gauge",
+        "cdnprobe_object_reference_status",
+        OBJECT,
+        "HTTP status of the reference variant (0 when no edge answered); a non-2xx reference"
+        " means the object is served nowhere" + LAST,
+    ),
+    (
+        "reference_info",
+        "gauge",
+        "cdnprobe_object_reference_info",
+        ["target", "path", "sha256"],
+        "Identity of the reference: first 12 hex digits of its body hash, for comparing"
+        " regions" + LAST,
+    ),
+    (
         "info",
         "gauge",
         "cdnprobe_edge_object_info",
@@ -435,6 +451,10 @@ class Families:
         name, path = snap.name, obj.path
         self.variants.add_metric([name, path], len(obj.variants))
         self.divergent.add_metric([name, path], len(obj.divergent_edges))
+        ref = obj.reference
+        self.reference_status.add_metric([name, path], ref.status or 0 if ref else 0)
+        if ref is not None and ref.sha256:
+            self.reference_info.add_metric([name, path, ref.sha256[:12]], 1)
         for r in obj.results:
             labels = [name, path, r.edge.address]
             key = self.match.key(labels)  # the same for every family labelled EDGE_OBJECT

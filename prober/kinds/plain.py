@@ -68,10 +68,12 @@ async def probe(spec: PlainSpec, ctx: ProbeContext) -> TargetReport:
         return dns
     origin_edge: Edge | None = None
     origin_notes: tuple[str, ...] = ()
+    origin_error: str | None = None
     if spec.origin:
         found = await first_address(urlsplit(spec.origin).hostname or "", ctx)
         if isinstance(found, DiscoveryError):
             origin_notes = (f"origin not resolved ({found}); reference chosen from the edges",)
+            origin_error = found.rcode
         else:
             origin_edge = found
     keep = set(dns.edges) | ({origin_edge} if origin_edge else set())
@@ -90,6 +92,7 @@ async def probe(spec: PlainSpec, ctx: ProbeContext) -> TargetReport:
             ctx.past.get(path_of(url), ()),
             now,
             notes=origin_notes,
+            origin_error=origin_error,
         )
         for url in spec.urls
     )
