@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from prober.config import Config
 from prober.errors import UsageError
-from prober.fetch import Fetcher, make_ssl_context
+from prober.fetch import make_ssl_context
 from prober.kinds import kind_of
 from prober.kinds.base import ProbeContext, tools_for, utc_now
 from prober.model import Report, TargetReport
@@ -30,22 +30,38 @@ def ssl_context_for(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
         raise UsageError(f"--ca-file {ca_file}: not a usable CA bundle ({exc})") from None
 
 
-async def run_check(config: Config, names: Sequence[str] = ()) -> Report:
-    """One probe of every target at once, under the config's one bound on requests in
-    flight. `names` replaces the targets' names in the report (the CLI shows what was typed)."""
-    slots = asyncio.Semaphore(config.concurrency)
-    fetchers: list[Fetcher] = []
-    probes = []
-    for target in config.targets:
-        row = kind_of(target)
-        discoverer, fetcher = tools_for(target, slots=slots, concurrency_total=config.concurrency)
-        fetchers.append(fetcher)
-        probes.append(row.probe(row.spec(target), ProbeContext(discoverer, fetcher)))
-    checked_at = utc_now()
-    try:
+class CheckSession:
+    """The targets of a config with their tools, kept between rounds: `wait` asks again and
+    again on the same connections (TLS handshakes are most of a small probe's cost)."""
+
+    def __init__(self, config: Config) -> None:
+        slots = asyncio.Semaphore(config.concurrency)
+        self._targets = []
+        for target in config.targets:
+            row = kind_of(target)
+            discoverer, fetcher = tools_for(
+                target, slots=slots, concurrency_total=config.concurrency
+            )
+            self._targets.append((row, row.spec(target), ProbeContext(discoverer, fetcher)))
+
+    async def round(self, names: Sequence[str] = ()) -> Report:
+        """One probe of every target at once. `names` replaces the targets' names in the
+        report (the CLI shows what was typed)."""
+        checked_at = utc_now()
+        probes = (row.probe(spec, ctx) for row, spec, ctx in self._targets)
         targets: list[TargetReport] = list(await asyncio.gather(*probes))
+        if names:
+            targets = [replace(t, name=n) for t, n in zip(targets, names, strict=True)]
+        return Report(checked_at, tuple(targets))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(ctx.fetcher.close() for _, _, ctx in self._targets))
+
+
+async def run_check(config: Config, names: Sequence[str] = ()) -> Report:
+    """One round of every target of the config, under its one bound on requests in flight."""
+    session = CheckSession(config)
+    try:
+        return await session.round(names)
     finally:
-        await asyncio.gather(*(f.close() for f in fetchers))
-    if names:
-        targets = [replace(t, name=n) for t, n in zip(targets, names, strict=True)]
-    return Report(checked_at, tuple(targets))
+        await session.close()

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cdnprobe {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_check(commands)
+    _add_check(commands, "wait")
     _add_daemon_commands(commands)
     return parser
 
@@ -117,17 +118,37 @@ def _add_daemon_commands(commands: Any) -> None:
     )
 
 
-def _add_check(commands: Any) -> None:
-    check = commands.add_parser(
-        "check",
-        help="fetch URLs from every edge address of their host and compare",
-        description=(
-            "Resolve every A and AAAA record of each URL's host, fetch the URL from each address "
-            "with Host and TLS SNI pinned to the host name, hash every body and compare. "
-            "Exit 0: every edge consistent; 1: an edge diverges or fails; 2: bad usage; "
-            "3: a name resolved to no address."
-        ),
-    )
+def _add_check(commands: Any, name: str = "check") -> argparse.ArgumentParser:
+    if name == "check":
+        check = commands.add_parser(
+            "check",
+            help="fetch URLs from every edge address of their host and compare",
+            description=(
+                "Resolve every A and AAAA record of each URL's host, fetch the URL from each "
+                "address with Host and TLS SNI pinned to the host name, hash every body and "
+                "compare. Exit 0: every edge consistent; 1: an edge diverges or fails; 2: bad "
+                "usage; 3: a name resolved to no address."
+            ),
+        )
+    else:
+        check = commands.add_parser(
+            "wait",
+            help="the publish gate: check again every --every until every edge converged",
+            description=(
+                "Take every argument of check; check, and check again every --every, until one "
+                "round in which check would exit 0 (exit 0), or the --deadline (exit 1, naming "
+                "the edges that never converged). One progress line per round on stderr. "
+                "Exit 2: bad usage; 3: no round ever resolved the names."
+            ),
+        )
+        check.add_argument(
+            "--deadline", type=_long_seconds, default=1800.0, metavar="DURATION",
+            help="give up after this long, e.g. 30m (default 30m)",
+        )  # fmt: skip
+        check.add_argument(
+            "--every", type=_long_seconds, default=10.0, metavar="DURATION",
+            help="start a round this often, e.g. 10s (default 10s)",
+        )  # fmt: skip
     check.add_argument("urls", nargs="*", metavar="URL", help="http(s) URL to check on every edge")
     check.add_argument(
         "--resolver",
@@ -247,6 +268,8 @@ def _add_check(commands: Any) -> None:
         default="auto",
         help="highlight odd edges in the table (default: when stdout is a terminal)",
     )
+    parser: argparse.ArgumentParser = check
+    return parser
 
 
 def _seconds(text: str) -> float:
@@ -260,6 +283,18 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"must be more than 0 and at most 3600 seconds, got {text!r}"
         )
+    return value
+
+
+def _long_seconds(text: str) -> float:
+    from prober.units import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 < value <= 7 * 86400:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 7d, got {text!r}")
     return value
 
 
@@ -477,10 +512,60 @@ def _gosum(path: str | None) -> list[str]:
 
 
 def check_exit_code(report: Report) -> int:
+    from prober.wait import round_ok
+
     if any(t.dns_error for t in report.targets):
         return EXIT_UNRESOLVED
-    if all(o.healthy for t in report.targets for o in t.objects):
+    return EXIT_OK if round_ok(report) else EXIT_DIVERGENT
+
+
+def _wait(args: argparse.Namespace) -> int:
+    from prober.check import CheckSession, ssl_context_for
+    from prober.wait import wait_until_converged
+
+    names, config = check_config(args)
+    ssl_context_for(args.ca_file, args.insecure)
+
+    def progress(line: str) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    async def gate() -> Any:
+        session = CheckSession(config)
+        try:
+            return await wait_until_converged(
+                session, deadline_s=args.deadline, every_s=args.every, names=names,
+                progress=progress,
+            )  # fmt: skip
+        finally:
+            await session.close()
+
+    result = run_async(gate())
+    if args.json:
+        from prober.render import dumps, wait_json
+
+        doc = wait_json(
+            result.report, converged=result.converged, rounds=result.rounds,
+            elapsed_s=result.elapsed_s, since=result.since,
+        )  # fmt: skip
+        print(dumps(doc, pretty=sys.stdout.isatty()))
+    else:
+        from prober.render import table
+
+        colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+        sys.stdout.write(table(result.report, colour))
+    if result.converged:
         return EXIT_OK
+    if not result.ever_resolved:
+        for target in result.report.targets:
+            if target.dns_error:
+                sys.stderr.write(f"cdnprobe: {target.dns_error}\n")
+        return EXIT_UNRESOLVED
+    waiting = [address for (_, address), since in result.since.items() if since is None]
+    never = ", ".join(waiting) or "the objects (no edge serves them)"
+    sys.stderr.write(
+        f"cdnprobe: not converged after {result.rounds} rounds ({result.elapsed_s:.0f}s): {never}\n"
+    )
     return EXIT_DIVERGENT
 
 
@@ -589,6 +674,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "check": _check,
+    "wait": _wait,
     "run": _run,
     "validate-config": _validate_config,
     "config-schema": _config_schema,

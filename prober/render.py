@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -36,12 +36,34 @@ def report_json(report: Report) -> JsonObject:
     return {"checked_at": iso_utc(report.checked_at), "targets": entries}
 
 
-def dumps(report: Report, *, pretty: bool = False) -> str:
+def dumps(report: Report | JsonObject, *, pretty: bool = False) -> str:
     """The JSON document: indented for a person at a terminal, else compact on one line
     (the compact form goes through json's C encoder, several times cheaper for big reports)."""
+    doc = report_json(report) if isinstance(report, Report) else report
     if pretty:
-        return json.dumps(report_json(report), indent=2, ensure_ascii=False)
-    return json.dumps(report_json(report), ensure_ascii=False)
+        return json.dumps(doc, indent=2, ensure_ascii=False)
+    return json.dumps(doc, ensure_ascii=False)
+
+
+def wait_json(
+    report: Report,
+    *,
+    converged: bool,
+    rounds: int,
+    elapsed_s: float,
+    since: Mapping[tuple[str, str], datetime | None],
+) -> JsonObject:
+    """`wait`'s document: the last round as `check` prints it, the wait's outcome, and per
+    edge the first round from which it stayed ok (`converged_at`)."""
+    entries: list[JsonObject] = []
+    for target in report.targets:
+        for entry in target_entries(target):
+            for edge in entry["edges"]:
+                moment = since.get((target.name, edge["address"]))
+                edge["converged_at"] = iso_utc(moment) if moment else None
+            entries.append(entry)
+    wait = {"converged": converged, "rounds": rounds, "elapsed_s": round(elapsed_s, 1)}
+    return {"checked_at": iso_utc(report.checked_at), "targets": entries, "wait": wait}
 
 
 def target_entries(target: TargetReport) -> list[JsonObject]:
