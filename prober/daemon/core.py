@@ -20,6 +20,7 @@ from prober.daemon.metrics import DaemonCollector, render
 from prober.daemon.runner import ReportHook, TargetRunner
 from prober.daemon.shard import Shard, select
 from prober.daemon.snapshot import TargetSnapshot
+from prober.daemon.tasks import Tasks
 from prober.errors import ConfigError
 from prober.kinds.base import Clock, utc_now
 
@@ -47,10 +48,13 @@ class Daemon:
         self.reload_at: datetime | None = clock()
         self._reload_lock = asyncio.Lock()
         self._cached: tuple[tuple[object, ...], bytes] = ((), b"")
+        self.tasks = Tasks(lambda: self.runners, clock)
         reload_state = lambda: (self.reload_ok, self.reload_at)  # noqa: E731
         # What /metrics serves: the probe series written directly (metrics.render), then these.
         self.daemon_registry = CollectorRegistry(auto_describe=False)
-        self.daemon_registry.register(DaemonCollector(reload_state, shard))
+        self.daemon_registry.register(
+            DaemonCollector(reload_state, shard, lambda: dict(self.tasks.outcomes))
+        )
         self.process_registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.process_registry)
         PlatformCollector(registry=self.process_registry)
@@ -132,6 +136,7 @@ class Daemon:
 
     async def stop(self, grace_s: float = 3.0) -> None:
         await asyncio.gather(*(r.drain(grace_s) for r in self.runners.values()))
+        await self.tasks.stop()
 
     # ---- exposition ---------------------------------------------------------------------
 
@@ -141,10 +146,10 @@ class Daemon:
         Snapshots are replaced whole on every change, so "the same snapshot objects and
         reload state as last time" means the cached bytes are still exact.
         """
-        key = (*self.snapshots(), self.reload_ok, self.reload_at)
+        key = (*self.snapshots(), self.reload_ok, self.reload_at, sum(self.tasks.outcomes.values()))
         cached_key, body = self._cached
         if len(key) != len(cached_key) or any(
-            a is not b for a, b in zip(key, cached_key, strict=True)
+            a is not b and a != b for a, b in zip(key, cached_key, strict=True)
         ):
             body = render(self.snapshots()) + generate_latest(self.daemon_registry)
             self._cached = (key, body)

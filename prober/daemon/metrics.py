@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from prometheus_client.core import (
+    CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
@@ -497,10 +498,14 @@ class DaemonCollector(Collector):
     """Process-wide series: build info and the outcome of the last config reload."""
 
     def __init__(
-        self, reload_state: Callable[[], tuple[bool, datetime | None]], shard: Shard | None = None
+        self,
+        reload_state: Callable[[], tuple[bool, datetime | None]],
+        shard: Shard | None = None,
+        tasks: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self._reload_state = reload_state
         self._shard = shard
+        self._tasks = tasks
 
     def collect(self) -> Iterator[Metric]:
         build = GaugeMetricFamily("cdnprobe_build_info", "cdnprobe version", labels=["version"])
@@ -514,6 +519,15 @@ class DaemonCollector(Collector):
         index, count = (self._shard.index, self._shard.count) if self._shard else (0, 1)
         shard.add_metric([str(index), str(count)], 1)
         yield shard
+        tasks = CounterMetricFamily(
+            "cdnprobe_tasks",
+            "Task API checks finished, by outcome (consistent, inconsistent, error)",
+            labels=["outcome"],
+        )
+        counts = self._tasks()
+        for outcome in ("consistent", "inconsistent", "error"):
+            tasks.add_metric([outcome], counts.get(outcome, 0))
+        yield tasks
         ok, when = self._reload_state()
         yield GaugeMetricFamily(
             "cdnprobe_config_last_reload_successful",

@@ -58,6 +58,9 @@ class TargetRunner:
         paths = self.row.paths(self.spec)
         self.snapshot = TargetSnapshot(config.name, config.host, paths, config.interval)
         self._cycle: asyncio.Task[TargetSnapshot] | None = None
+        # a cycle asked for while one runs: its future and the callers' start callbacks
+        self._pending: tuple[asyncio.Future[TargetSnapshot], list[Callable[[], None]]] | None = None
+        self._stopping = False
         self._schedule: asyncio.Task[None] | None = None
 
     def inherit(self, old: TargetRunner) -> None:
@@ -108,8 +111,50 @@ class TargetRunner:
         task = self._cycle if self.running and self._cycle else self._start_cycle()
         return await asyncio.shield(task)
 
+    async def fresh_cycle(self, on_start: Callable[[], None] = lambda: None) -> TargetSnapshot:
+        """The snapshot of a cycle that begins after this call (never a result from before
+        it). With a cycle running, every caller shares the one pending cycle that starts when
+        it ends: at most one running and one pending, however many callers."""
+        if not self.running:
+            on_start()
+            return await asyncio.shield(self._start_cycle())
+        if self._pending is None:
+            self._pending = (asyncio.get_running_loop().create_future(), [])
+            assert self._cycle is not None
+            self._cycle.add_done_callback(self._start_pending)
+        future, starters = self._pending
+        starters.append(on_start)
+        return await asyncio.shield(future)
+
+    def _start_pending(self, _: object) -> None:
+        if self._pending is None:
+            return
+        future, starters = self._pending
+        self._pending = None
+        if self._stopping:
+            future.cancel()
+            return
+        # A scheduled cycle may have begun in the meantime: it began after every waiter's
+        # call too, so they share it rather than start a second one beside it.
+        task = self._cycle if self.running and self._cycle else self._start_cycle()
+        for start in starters:
+            start()
+
+        def settle(done: asyncio.Task[TargetSnapshot]) -> None:
+            if future.done():
+                return
+            if done.cancelled():
+                future.cancel()
+            elif done.exception() is not None:
+                future.set_exception(done.exception())  # type: ignore[arg-type]
+            else:
+                future.set_result(done.result())
+
+        task.add_done_callback(settle)
+
     async def drain(self, grace_s: float) -> None:
         """Stop scheduling; let a running cycle finish within `grace_s`, then cancel it."""
+        self._stopping = True
         if self._schedule is not None:
             self._schedule.cancel()
             await asyncio.gather(self._schedule, return_exceptions=True)

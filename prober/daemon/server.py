@@ -7,7 +7,9 @@ targets can be probed through the daemon.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import json
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -18,7 +20,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from prober.daemon.core import Daemon
 from prober.daemon.statuspage import status_page
+from prober.daemon.tasks import TaskInputError, TaskRequest
 from prober.daemon.webconfig import BasicAuth, WebConfig, server_ssl_context
+from prober.errors import one_line
 from prober.kinds.base import utc_now
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -34,6 +38,9 @@ def make_app(daemon: Daemon, auth: BasicAuth | None = None) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/probe", _probe)
     app.router.add_post("/-/reload", _reload)
+    app.router.add_post("/api/v1/targets/{name}/checks", _create_task)
+    app.router.add_get("/api/v1/checks/{id}", _get_task)
+    app.router.add_get("/api/v1/checks/{id}/wait", _wait_task)
     app.router.add_get("/", _status)
     return app
 
@@ -73,6 +80,52 @@ async def _probe(request: web.Request) -> web.Response:
     snapshot = await runner.cycle_now()
     body = Daemon.exposition_of([snapshot])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _one_line(status: int, text: str) -> web.Response:
+    return web.json_response({"error": one_line(text)[:300]}, status=status)
+
+
+async def _create_task(request: web.Request) -> web.Response:
+    """Only configured targets: an unknown name is a 404 and fetches nothing."""
+    daemon = request.app[DAEMON]
+    name = request.match_info["name"]
+    if name not in daemon.runners:
+        return _one_line(404, f"unknown target {name!r}: only configured targets are checked")
+    raw = await request.content.read(65537)
+    if len(raw) > 65536:
+        return _one_line(400, "body over 64 KiB")
+    try:
+        body = json.loads(raw) if raw.strip() else None
+        task = daemon.tasks.create(name, TaskRequest.parse(body))
+    except (ValueError, TaskInputError) as exc:  # json's errors are ValueErrors
+        return _one_line(400, f"bad task body: {exc}")
+    if task is None:
+        return _one_line(404, f"unknown target {name!r}")
+    return web.json_response({"id": task.id, "target": name, "state": task.state}, status=202)
+
+
+async def _get_task(request: web.Request) -> web.Response:
+    task = request.app[DAEMON].tasks.get(request.match_info["id"])
+    if task is None:
+        return _one_line(404, "unknown or expired task")
+    return web.json_response(task.document())
+
+
+async def _wait_task(request: web.Request) -> web.Response:
+    task = request.app[DAEMON].tasks.get(request.match_info["id"])
+    if task is None:
+        return _one_line(404, "unknown or expired task")
+    text = request.query.get("timeout", "30")
+    try:
+        timeout = float(text)
+    except ValueError:
+        return _one_line(400, f"timeout: expected seconds, got {text[:40]!r}")
+    if not 0 <= timeout <= 300:
+        return _one_line(400, "timeout: must be between 0 and 300 seconds")
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(task.done.wait(), timeout)
+    return web.json_response(task.document())
 
 
 async def _reload(request: web.Request) -> web.Response:
