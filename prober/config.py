@@ -199,6 +199,11 @@ class _Target(_Strict):
     connections_per_edge: int = Field(default=4, ge=1, le=64)
     max_edges: int = Field(default=256, ge=1, le=10000, description="addresses probed at most")
     paths: list[UrlPath] = Field(default_factory=list, max_length=1000)
+    series: Literal["full", "problems"] | None = Field(
+        default=None,
+        description="per edge x path series: full, or problems (only where not ok); "
+        "default: the file's series",
+    )
 
     @property
     def host(self) -> str:
@@ -339,6 +344,12 @@ class Config(_Strict):
     listen: Annotated[str, AfterValidator(_listen)] = "0.0.0.0:9813"
     concurrency: int = Field(default=64, ge=1, le=10000, description="requests in flight at once")
     dns_min_interval: DnsInterval = Field(default=5.0, description="re-resolve at most this often")
+    series: Literal["full", "problems"] = Field(
+        default="full", description="the targets' default: full, or problems (only where not ok)"
+    )
+    series_budget: int = Field(
+        default=200000, ge=1, description="series this instance may export before it says so"
+    )
     targets: list[TargetConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

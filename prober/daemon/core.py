@@ -7,6 +7,7 @@ config running, logs one line and sets cdnprobe_config_last_reload_successful to
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 from collections.abc import Iterable
 from datetime import datetime
@@ -16,7 +17,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from prober.config import AnyTarget, Config, load_config
-from prober.daemon.metrics import DaemonCollector, render
+from prober.daemon.metrics import DaemonCollector, render, render_counted
 from prober.daemon.runner import ReportHook, TargetRunner
 from prober.daemon.shard import Shard, select
 from prober.daemon.snapshot import TargetSnapshot
@@ -49,11 +50,16 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._cached: tuple[tuple[object, ...], bytes] = ((), b"")
         self.tasks = Tasks(lambda: self.runners, clock)
+        self._gzipped: bytes | None = None
+        self.over_budget = False
+        self._budget_logged: set[str] = set()
         reload_state = lambda: (self.reload_ok, self.reload_at)  # noqa: E731
         # What /metrics serves: the probe series written directly (metrics.render), then these.
         self.daemon_registry = CollectorRegistry(auto_describe=False)
         self.daemon_registry.register(
-            DaemonCollector(reload_state, shard, lambda: dict(self.tasks.outcomes))
+            DaemonCollector(
+                reload_state, shard, lambda: dict(self.tasks.outcomes), lambda: self.over_budget
+            )
         )
         self.process_registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.process_registry)
@@ -75,6 +81,7 @@ class Daemon:
             concurrency_total=self.config.concurrency,
             clock=self._clock,
             on_report=self._published,
+            series=self.config.series,
         )
 
     def _published(self, snapshot: TargetSnapshot) -> None:
@@ -86,6 +93,7 @@ class Daemon:
         rebuild = previous is not None and (
             new.concurrency != previous.concurrency
             or new.dns_min_interval != previous.dns_min_interval
+            or new.series != previous.series
         )
         self.config = new
         if rebuild or previous is None:
@@ -151,9 +159,37 @@ class Daemon:
         if len(key) != len(cached_key) or any(
             a is not b and a != b for a, b in zip(key, cached_key, strict=True)
         ):
-            body = render(self.snapshots()) + generate_latest(self.daemon_registry)
+            probes, counts = render_counted(self.snapshots())
+            self._check_budget(counts)
+            body = probes + generate_latest(self.daemon_registry)
             self._cached = (key, body)
+            self._gzipped = None
         return body + generate_latest(self.process_registry)
+
+    def exposition_gzip(self) -> bytes:
+        """The same, gzip-encoded: the cached part compressed once per change, the live
+        process series as a second gzip member (a reader takes the members as one stream)."""
+        body = self.exposition()
+        cached = self._cached[1]
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(cached, compresslevel=6, mtime=0)
+        return self._gzipped + gzip.compress(body[len(cached) :], compresslevel=1, mtime=0)
+
+    def _check_budget(self, counts: dict[str, int]) -> None:
+        """Above the series budget: one log line per target as it crosses, and a metric."""
+        total = sum(counts.values())
+        self.over_budget = total > self.config.series_budget
+        if not self.over_budget:
+            self._budget_logged.clear()
+            return
+        for name, count in sorted(counts.items(), key=lambda item: -item[1]):
+            if name not in self._budget_logged:
+                self._budget_logged.add(name)
+                log.warning(
+                    "target=%s exports %d series; this instance exports %d, over its "
+                    "series_budget of %d: consider series: problems",
+                    name, count, total, self.config.series_budget,
+                )  # fmt: skip
 
     @staticmethod
     def exposition_of(snapshots: Iterable[TargetSnapshot]) -> bytes:

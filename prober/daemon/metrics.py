@@ -7,9 +7,10 @@ Hashes and ETags appear only as labels of cdnprobe_edge_object_info.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from functools import lru_cache
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from prometheus_client.core import (
@@ -64,7 +65,7 @@ class _Text:
     fraction of the cost: no sample objects, and one label string shared by the families
     with the same labels."""
 
-    __slots__ = ("_head", "_keys", "_lines", "_name", "_order")
+    __slots__ = ("_head", "_keys", "_name", "_order", "lines")
 
     def __init__(self, name: str, doc: str, labels: list[str], kind: str) -> None:
         self._name = name
@@ -72,7 +73,7 @@ class _Text:
         self._head = f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
         self._order = sorted(range(len(labels)), key=lambda i: labels[i])
         self._keys = [labels[i] for i in self._order]
-        self._lines: list[str] = []
+        self.lines: list[str] = []
 
     def key(self, values: list[str]) -> str:
         return ",".join(
@@ -83,13 +84,13 @@ class _Text:
         text = _SMALL.get(value)  # type: ignore[call-overload]
         if text is None:
             text = _go_float_seen(value)
-        self._lines.append(f"{self._name}{{{key}}} {text}\n")
+        self.lines.append(f"{self._name}{{{key}}} {text}\n")
 
     def add_metric(self, values: list[str], value: float) -> None:
         self.add(self.key(values), value)
 
     def text(self) -> str:
-        return self._head + "".join(self._lines)
+        return self._head + "".join(self.lines)
 
 
 # The metric families, in exposition order: (attribute, type, name, labels, help). Help
@@ -275,6 +276,13 @@ FAMILIES: tuple[tuple[str, str, str, list[str], str], ...] = (
         "Probe cycles skipped because the previous one was still running",
     ),
     (
+        "target_series",
+        "gauge",
+        "cdnprobe_target_series",
+        TARGET,
+        "Series the target exports now (its series: full or problems)",
+    ),
+    (
         "apt_match",
         "gauge",
         "cdnprobe_apt_index_match",
@@ -369,7 +377,25 @@ class Families:
                 parts.append(family.text())
         return "".join(parts).encode()
 
-    def add_target(self, snap: TargetSnapshot) -> None:
+    def add_target(self, snap: TargetSnapshot) -> int:
+        """The target's series; returns how many were written (its own count included)."""
+        before = self.lines()
+        self._add_target(snap)
+        count = self.lines() - before + 1
+        self.target_series.add_metric([snap.name], count)
+        return count
+
+    def lines(self) -> int:
+        """Series written so far: sample lines of every family."""
+        total = 0
+        for family in vars(self).values():
+            if isinstance(family, _Text):
+                total += len(family.lines)
+            elif isinstance(family, HistogramMetricFamily):
+                total += len(family.samples)
+        return total
+
+    def _add_target(self, snap: TargetSnapshot) -> None:
         name = snap.name
         self.interval.add_metric([name], snap.interval_s)
         self.cycles.add_metric([name], snap.cycles)
@@ -397,14 +423,15 @@ class Families:
             complete = all(edge.address in addresses for addresses in answered)
             self.edge_up.add_metric([name, edge.address, str(edge.family)], 1 if complete else 0)
         for obj in report.objects:
-            self._add_object(snap, obj)
+            keep = None if snap.series == "full" else _not_ok(obj)
+            self._add_object(snap, obj, keep)
 
     def _add_histogram(self, snap: TargetSnapshot) -> None:
         bounds = [*(f"{b:g}" for b in DURATION_BUCKETS), "+Inf"]
         buckets = list(zip(bounds, snap.durations.buckets, strict=True))
         self.duration.add_metric([snap.name], buckets, snap.durations.total)
 
-    def _add_apt(self, snap: TargetSnapshot, obj: ObjectReport) -> None:
+    def _add_apt(self, snap: TargetSnapshot, obj: ObjectReport, keep: Keep) -> None:
         suite = obj.suite or ""
         for address, result in obj.apt:
             edge = [snap.name, suite, address]
@@ -414,24 +441,30 @@ class Families:
                 self.apt_date.add_metric(edge, release.date.timestamp())
             if release is not None and release.valid_until is not None:
                 self.apt_valid.add_metric(edge, release.valid_until.timestamp())
-            for file, match in sorted(result.index_match.items()):
-                self.apt_match.add_metric([snap.name, suite, file, address], 1 if match else 0)
-            for file, count in sorted(result.packages.items()):
-                self.apt_packages.add_metric([snap.name, suite, file, address], count)
             reasons: dict[str, int] = {}
             for problem in result.problems:
                 reasons[str(problem.reason)] = reasons.get(str(problem.reason), 0) + 1
             for reason, count in sorted(reasons.items()):
                 self.apt_problems.add_metric([*edge, reason], count)
+            if keep is not None and address not in keep:
+                continue  # per edge x file: only where the edge is not ok (series: problems)
+            for file, match in sorted(result.index_match.items()):
+                self.apt_match.add_metric([snap.name, suite, file, address], 1 if match else 0)
+            for file, count in sorted(result.packages.items()):
+                self.apt_packages.add_metric([snap.name, suite, file, address], count)
 
-    def _add_goproxy(self, snap: TargetSnapshot, obj: ObjectReport) -> None:
+    def _add_goproxy(self, snap: TargetSnapshot, obj: ObjectReport, keep: Keep) -> None:
         module, _, version = (obj.name or "").partition("@")
         for check in obj.checks:
+            if keep is not None and check.address not in keep:
+                continue
             match = 0 if check.problem else 1
             self.go_match.add_metric([snap.name, module, version, check.address], match)
 
-    def _add_checksums(self, snap: TargetSnapshot, obj: ObjectReport) -> None:
+    def _add_checksums(self, snap: TargetSnapshot, obj: ObjectReport, keep: Keep) -> None:
         for check in obj.checks:
+            if keep is not None and check.address not in keep:
+                continue
             labels = [snap.name, obj.name or "", check.address]
             self.sums_match.add_metric(labels, 0 if check.problem else 1)
             result = next((r for r in obj.results if r.edge.address == check.address), None)
@@ -439,16 +472,16 @@ class Families:
                 self.hash_age.add_metric(labels, result.observation.hash_age_cycles)
 
     # the per-kind series of an object, beside the ones every object has
-    _BY_KIND: ClassVar[dict[Kind, Callable[[Families, TargetSnapshot, ObjectReport], None]]] = {
-        Kind.APT: lambda f, s, o: f._add_apt(s, o),
-        Kind.GOPROXY: lambda f, s, o: f._add_goproxy(s, o),
-        Kind.CHECKSUMS: lambda f, s, o: f._add_checksums(s, o),
-    }
+    _BY_KIND: ClassVar[Mapping[Kind, str]] = MappingProxyType(
+        {Kind.APT: "_add_apt", Kind.GOPROXY: "_add_goproxy", Kind.CHECKSUMS: "_add_checksums"}
+    )
 
-    def _add_object(self, snap: TargetSnapshot, obj: ObjectReport) -> None:
+    def _add_object(self, snap: TargetSnapshot, obj: ObjectReport, keep: Keep = None) -> None:
+        """The object's series; `keep`: the only edges whose per edge x path series are
+        written (series: problems), None for all (series: full)."""
         by_kind = self._BY_KIND.get(obj.kind)
         if by_kind is not None:
-            by_kind(self, snap, obj)
+            getattr(self, by_kind)(snap, obj, keep)
         name, path = snap.name, obj.path
         self.variants.add_metric([name, path], len(obj.variants))
         self.divergent.add_metric([name, path], len(obj.divergent_edges))
@@ -457,6 +490,8 @@ class Families:
         if ref is not None and ref.sha256:
             self.reference_info.add_metric([name, path, ref.sha256[:12]], 1)
         for r in obj.results:
+            if keep is not None and r.edge.address not in keep:
+                continue
             labels = [name, path, r.edge.address]
             key = self.match.key(labels)  # the same for every family labelled EDGE_OBJECT
             obs = r.observation
@@ -478,12 +513,23 @@ class Families:
                     self.recovered.add(key, state.last_recovered.timestamp())
 
 
+Keep = frozenset[str] | None  # the edges whose per edge x path series are written; None: all
+
+
+def _not_ok(obj: ObjectReport) -> frozenset[str]:
+    return frozenset(r.edge.address for r in obj.results if r.verdict is not Verdict.OK)
+
+
 def render(snapshots: Iterable[TargetSnapshot]) -> bytes:
     """The probe series in the text exposition format, written directly."""
+    return render_counted(snapshots)[0]
+
+
+def render_counted(snapshots: Iterable[TargetSnapshot]) -> tuple[bytes, dict[str, int]]:
+    """The exposition and the series each target wrote."""
     out = Families()
-    for snap in snapshots:
-        out.add_target(snap)
-    return out.text()
+    counts = {snap.name: out.add_target(snap) for snap in snapshots}
+    return out.text(), counts
 
 
 class _Fixed(Collector):
@@ -502,10 +548,12 @@ class DaemonCollector(Collector):
         reload_state: Callable[[], tuple[bool, datetime | None]],
         shard: Shard | None = None,
         tasks: Callable[[], dict[str, int]] = dict,
+        over_budget: Callable[[], bool] = lambda: False,
     ) -> None:
         self._reload_state = reload_state
         self._shard = shard
         self._tasks = tasks
+        self._over_budget = over_budget
 
     def collect(self) -> Iterator[Metric]:
         build = GaugeMetricFamily("cdnprobe_build_info", "cdnprobe version", labels=["version"])
@@ -528,6 +576,11 @@ class DaemonCollector(Collector):
         for outcome in ("consistent", "inconsistent", "error"):
             tasks.add_metric([outcome], counts.get(outcome, 0))
         yield tasks
+        yield GaugeMetricFamily(
+            "cdnprobe_series_budget_exceeded",
+            "1 if this instance exports more series than its series_budget",
+            value=1 if self._over_budget() else 0,
+        )
         ok, when = self._reload_state()
         yield GaugeMetricFamily(
             "cdnprobe_config_last_reload_successful",

@@ -35,6 +35,7 @@ class TargetRunner:
         concurrency_total: int = 64,
         clock: Clock = utc_now,
         on_report: ReportHook | None = None,
+        series: str = "full",
     ) -> None:
         self.config = config
         self.row = kind_of(config)
@@ -56,7 +57,9 @@ class TargetRunner:
         self._errors: dict[tuple[str, str], int] = {}
         self._dns_error: str | None = None
         paths = self.row.paths(self.spec)
-        self.snapshot = TargetSnapshot(config.name, config.host, paths, config.interval)
+        self.snapshot = TargetSnapshot(
+            config.name, config.host, paths, config.interval, series=config.series or series
+        )
         self._cycle: asyncio.Task[TargetSnapshot] | None = None
         # a cycle asked for while one runs: its future and the callers' start callbacks
         self._pending: tuple[asyncio.Future[TargetSnapshot], list[Callable[[], None]]] | None = None
@@ -71,7 +74,10 @@ class TargetRunner:
         self._errors = old._errors
         self._context.memory = old._context.memory
         self.snapshot = replace(
-            old.snapshot, paths=self.snapshot.paths, interval_s=self.snapshot.interval_s
+            old.snapshot,
+            paths=self.snapshot.paths,
+            interval_s=self.snapshot.interval_s,
+            series=self.snapshot.series,
         )
 
     # ---- scheduling ---------------------------------------------------------------------

@@ -63,8 +63,12 @@ def _require(auth: BasicAuth) -> Middleware:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[DAEMON].exposition()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    daemon = request.app[DAEMON]
+    headers = {"Content-Type": CONTENT_TYPE_LATEST, "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("Accept-Encoding", "").lower():
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=daemon.exposition_gzip(), headers=headers)
+    return web.Response(body=daemon.exposition(), headers=headers)
 
 
 async def _healthz(request: web.Request) -> web.Response:
