@@ -42,7 +42,8 @@ class CheckSession:
             discoverer, fetcher = tools_for(
                 target, slots=slots, concurrency_total=config.concurrency
             )
-            self._targets.append((row, row.spec(target), ProbeContext(discoverer, fetcher)))
+            context = ProbeContext(discoverer, fetcher, max_in_flight=config.concurrency)
+            self._targets.append((row, row.spec(target), context))
 
     async def round(self, names: Sequence[str] = ()) -> Report:
         """One probe of every target at once. `names` replaces the targets' names in the

@@ -49,7 +49,7 @@ class TargetRunner:
             keepalive_s=max(60.0, 2 * config.interval),
         )
         self._fetcher = fetcher
-        self._context = ProbeContext(discoverer, fetcher, clock)
+        self._context = ProbeContext(discoverer, fetcher, clock, max_in_flight=concurrency_total)
         self._clock = clock
         self._on_report = on_report
         self.history = VersionHistory()

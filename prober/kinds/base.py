@@ -19,7 +19,7 @@ from prober.config import AnyTarget
 from prober.discovery import CachingDiscoverer, Discoverer
 from prober.errors import DiscoveryError
 from prober.fetch import Fetcher, make_ssl_context
-from prober.model import DnsAnswer, Edge, Kind, TargetReport
+from prober.model import DnsAnswer, Edge, Kind, Observation, TargetReport
 
 Clock = Callable[[], datetime]
 Resolver = Discoverer | CachingDiscoverer
@@ -41,6 +41,7 @@ class ProbeContext:
     past: Mapping[str, Sequence[PastReference]] = field(default_factory=dict)
     # a kind's own memory between cycles (e.g. the checksums kind's rehash cache)
     memory: dict[str, Any] = field(default_factory=dict)
+    max_in_flight: int = 64  # the bound on requests in flight these probes share
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,24 @@ def tools_for(
 def _http_option(version: str) -> dict[str, str]:
     # The Fetcher learns HTTP/2 in its own change; until then only HTTP/1.1 is spoken.
     return {"http": version} if "http" in inspect.signature(Fetcher).parameters else {}
+
+
+async def fetch_pairs(
+    fetcher: Fetcher, pairs: Sequence[tuple[str, Edge]], workers: int
+) -> list[Observation]:
+    """Every (URL, edge) fetched, in order, by as many workers as requests may be in flight:
+    not one task per probe created at once, whose coroutines and semaphore waiters would all
+    live for the whole cycle (at 100k probes, most of the garbage collector's work)."""
+    found: list[Observation | None] = [None] * len(pairs)
+    queue = iter(range(len(pairs)))
+
+    async def worker() -> None:
+        for i in queue:
+            url, edge = pairs[i]
+            found[i] = await fetcher.fetch(edge, url)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(len(pairs), workers)))))
+    return [obs for obs in found if obs is not None]
 
 
 def cap_edges(dns: DnsAnswer, max_edges: int) -> DnsAnswer:

@@ -11,7 +11,7 @@ from prober.compare import compare_object
 from prober.config import PlainTarget
 from prober.errors import DiscoveryError
 from prober.fetch import Fetcher
-from prober.kinds.base import KindSpec, ProbeContext, first_address, resolve_edges
+from prober.kinds.base import KindSpec, ProbeContext, fetch_pairs, first_address, resolve_edges
 from prober.model import Edge, Kind, Observation, TargetReport
 
 
@@ -79,7 +79,7 @@ async def probe(spec: PlainSpec, ctx: ProbeContext) -> TargetReport:
     keep = set(dns.edges) | ({origin_edge} if origin_edge else set())
     await ctx.fetcher.forget(keep)
     observed, origins = await asyncio.gather(
-        _fetch_all(ctx.fetcher, dns.edges, spec.urls), _fetch_origin(ctx.fetcher, spec, origin_edge)
+        _fetch_all(ctx, dns.edges, spec.urls), _fetch_origin(ctx.fetcher, spec, origin_edge)
     )
     now = ctx.clock()
     objects = tuple(
@@ -100,10 +100,10 @@ async def probe(spec: PlainSpec, ctx: ProbeContext) -> TargetReport:
 
 
 async def _fetch_all(
-    fetcher: Fetcher, edges: Sequence[Edge], urls: Sequence[str]
+    ctx: ProbeContext, edges: Sequence[Edge], urls: Sequence[str]
 ) -> dict[str, list[tuple[Edge, Observation]]]:
     pairs = [(url, edge) for url in urls for edge in edges]
-    found = await asyncio.gather(*(fetcher.fetch(edge, url) for url, edge in pairs))
+    found = await fetch_pairs(ctx.fetcher, pairs, ctx.max_in_flight)
     observed: dict[str, list[tuple[Edge, Observation]]] = {url: [] for url in urls}
     for (url, edge), obs in zip(pairs, found, strict=True):
         observed[url].append((edge, obs))
