@@ -129,7 +129,7 @@ async def _version(
     hashes = await asyncio.gather(*(_zip_h1(obs, sink, module, version) for obs, sink in zips))
     mod_hashes = [gomod_hash(data) if data is not None else None for data in _bodies(mods)]
     sums = {(m, v): h for m, v, h in spec.gosum}
-    expected = expected_digest(sums.get((module, version)), [h for h, _ in hashes])
+    expected = expected_digest(sums.get((module, version)), [h for h, p in hashes if p is None])
     expected_mod, _ = expected_digest(sums.get((module, f"{version}/go.mod")), mod_hashes)
     info_found = [
         info_problem(obs, data, version)
@@ -158,8 +158,8 @@ async def _zip_h1(
         sink.file.seek(0)
         # Reading every member (CRCs included) is CPU and file work: off the event loop.
         return await asyncio.to_thread(zip_hash, sink.file, module, version), None
-    except ZipProblem as exc:
-        return None, (CheckProblem.UNREADABLE_ZIP, str(exc))
+    except ZipProblem as exc:  # exc.h1: go hashed it first (its go.sum check comes before)
+        return exc.h1, (CheckProblem.UNREADABLE_ZIP, str(exc))
     finally:
         if sink is not None:
             sink.file.close()

@@ -55,10 +55,12 @@ def module_check(
     info: Found,
 ) -> EdgeCheck:
     """One edge's module version, in the order `go` finds trouble: the zip (readable, its
-    h1: as go.sum says), then go.mod's hash, then .info."""
+    h1: as go.sum says), then go.mod's hash, then .info. `zip_h1` beside a zip problem is
+    the hash go took before it refused the zip (modfetch.downloadZip checks go.sum first,
+    then modzip.Unzip the file names): against go.sum, go then says checksum mismatch."""
     want, source = expected
     found = zip_problem
-    if found is None and zip_h1 != want:
+    if zip_h1 is not None and zip_h1 != want and (found is None or source == "go.sum"):
         found = CheckProblem.ZIP_MISMATCH, None
     if found is None and mod_h1 != expected_mod:
         found = (CheckProblem.GOMOD_MISMATCH if mod_h1 else CheckProblem.GOMOD_MISSING), None

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+MAX_MANIFEST_BYTES = 64 << 20  # a manifest is text: far below this, and json.loads of it is bounded
 _LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *]?(.+)$")
 _BSD = re.compile(r"^SHA256 \((.+)\) = ([0-9a-fA-F]{64})$")
 
@@ -24,9 +25,15 @@ class ManifestError(ValueError):
 
 
 def parse_manifest(data: bytes) -> dict[str, ManifestEntry]:
-    text = data.decode("utf-8", "replace").strip()
-    if text.startswith(("[", "{")):
-        return _json_manifest(text)
+    """name → entry; ManifestError (a ValueError) for anything that is not a manifest."""
+    data = bytes(data)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"manifest above {MAX_MANIFEST_BYTES} bytes")
+    if data.lstrip().startswith((b"[", b"{")):
+        return _json_manifest(data)
+    # sha256sum reads names as bytes; names that are not UTF-8 are kept recognisable (U+FFFD)
+    # rather than refused, as one bad line need not hide the others. A BOM is not a name.
+    text = data.decode("utf-8", "replace").removeprefix("\ufeff").strip()
     entries = {}
     for line in text.splitlines():
         line = line.strip()
@@ -44,11 +51,12 @@ def parse_manifest(data: bytes) -> dict[str, ManifestEntry]:
     return entries
 
 
-def _json_manifest(text: str) -> dict[str, ManifestEntry]:
+def _json_manifest(data: bytes) -> dict[str, ManifestEntry]:
     try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise ManifestError(f"not JSON: {exc}") from None
+        # RFC 8259: JSON is UTF-8, so invalid UTF-8 is not JSON (UnicodeDecodeError).
+        doc = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep to parse
+        raise ManifestError(f"not JSON: {str(exc)[:200]}") from None
     entries: dict[str, ManifestEntry] = {}
     _collect(doc, entries, depth=0)
     if not entries:
@@ -68,9 +76,8 @@ def _collect(node: Any, entries: dict[str, ManifestEntry], depth: int) -> None:
             and isinstance(name, str)
         ):
             size = node.get("size")
-            entries[name] = ManifestEntry(
-                name, digest.lower(), size if isinstance(size, int) else None
-            )
+            known = isinstance(size, int) and not isinstance(size, bool) and size >= 0
+            entries[name] = ManifestEntry(name, digest.lower(), size if known else None)
         for value in node.values():
             _collect(value, entries, depth + 1)
     elif isinstance(node, list):
