@@ -157,6 +157,14 @@ def _add_check(commands: Any, name: str = "check") -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help="DNS server to ask (repeatable; [IPV6]:PORT for v6); default: /etc/resolv.conf",
     )
+    check.add_argument(
+        "--vantage",
+        action="append",
+        default=[],
+        metavar="NAME=SUBNET[@RESOLVER]",
+        help="ask as users in SUBNET do (EDNS Client Subnet), of RESOLVER (default: the first "
+        "--resolver); repeatable: the edges of every vantage are probed, each once",
+    )
     check.add_argument("--ca-file", metavar="PEM", help="CA bundle for TLS; default: system store")
     check.add_argument(
         "--timeout",
@@ -407,7 +415,8 @@ _OPTIONS = {
     "concurrency": "--concurrency", "suites": "--suite", "components": "--component",
     "architectures": "--arch", "expect": "--expect", "modules": "--module",
     "artifacts": "--artifact", "manifest": "--checksums MANIFEST_URL", "http": "--http",
-    "gosum": "--gosum", "keyring": "--keyring", "languages": "--apt-option Acquire::Languages",
+    "gosum": "--gosum", "vantages": "--vantage", "keyring": "--keyring",
+    "languages": "--apt-option Acquire::Languages",
     "by_hash": "--apt-option Acquire::By-Hash",
     "check_valid_until": "--apt-option Acquire::Check-Valid-Until",
     "max_future_seconds": "--apt-option Acquire::Max-FutureTime",
@@ -446,6 +455,8 @@ def check_config(args: argparse.Namespace) -> tuple[list[str], Config]:
     }  # fmt: skip
     if args.http:
         common["http"] = args.http
+    if args.vantage:
+        common["vantages"] = [_vantage(v) for v in args.vantage]
     names, targets = _check_targets(args, urls, common)
     try:
         return names, Config(concurrency=args.concurrency, targets=targets)
@@ -490,6 +501,14 @@ def _check_targets(
         for i, (base, paths) in enumerate(grouped.items())
     ]
     return names, targets
+
+
+def _vantage(text: str) -> dict[str, str | None]:
+    name, sep, rest = text.partition("=")
+    subnet, _, resolver = rest.partition("@")
+    if not sep or not name or not (subnet or resolver):
+        raise UsageError(f"bad --vantage {text!r}: expected NAME=SUBNET[@RESOLVER]")
+    return {"name": name, "subnet": subnet or None, "resolver": resolver or None}
 
 
 def _split(url: str) -> tuple[str, str]:

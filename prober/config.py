@@ -185,6 +185,23 @@ UrlPath = Annotated[str, AfterValidator(_path)]
 Resolver = Annotated[str, AfterValidator(_resolver)]
 
 
+def _subnet(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError("must be a client subnet like 198.51.100.0/24") from None
+
+
+class VantageConfig(_Strict):
+    """A place users ask from: its resolver is told this client subnet (EDNS Client Subnet)."""
+
+    name: Annotated[str, AfterValidator(_label_name)]
+    subnet: Annotated[str, AfterValidator(_subnet)] | None = None
+    resolver: Resolver | None = Field(
+        default=None, description="default: the target's first resolver, or the system's"
+    )
+
+
 class _Target(_Strict):
     """What every kind of target has: a name, where its edges are, how to probe them."""
 
@@ -204,6 +221,20 @@ class _Target(_Strict):
         description="per edge x path series: full, or problems (only where not ok); "
         "default: the file's series",
     )
+    vantages: list[VantageConfig] = Field(
+        default_factory=list,
+        max_length=64,
+        description="ask these vantages (ECS subnet and/or resolver) instead of the resolvers",
+    )
+
+    @model_validator(mode="after")
+    def _vantage_names_unique(self) -> _Target:
+        seen: set[str] = set()
+        for i, vantage in enumerate(self.vantages):
+            if vantage.name in seen:
+                raise _FieldError(f"vantages[{i}].name", f"duplicate vantage {vantage.name!r}")
+            seen.add(vantage.name)
+        return self
 
     @property
     def host(self) -> str:

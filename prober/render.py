@@ -70,7 +70,29 @@ def target_entries(target: TargetReport) -> list[JsonObject]:
     dns = _dns_json(target)
     if target.dns_error is not None:
         return [_unresolved_entry(target, dns)]
-    return [{**object_json(obj), "dns": dns} for obj in target.objects]
+    entries = [{**object_json(obj), "dns": dns} for obj in target.objects]
+    seen = seen_by(target)
+    for entry in entries:
+        for edge in entry["edges"]:
+            edge["seen_by"] = list(seen.get(edge["address"], ()))
+    return entries
+
+
+def seen_by(target: TargetReport) -> dict[str, tuple[str, ...]]:
+    """Per edge address, the vantages (or resolver addresses) that were sent to it."""
+    if target.dns is None:
+        return {}
+    return {edge.address: names for edge, names in target.dns.seen_by}
+
+
+def _vantages_json(target: TargetReport) -> list[JsonObject]:
+    if target.dns is None:
+        return []
+    return [
+        {"name": v.name, "resolver": v.resolver, "ecs": v.ecs,
+         "addresses": [e.address for e in v.addresses], "error": v.error}
+        for v in target.dns.vantages
+    ]  # fmt: skip
 
 
 def _dns_json(target: TargetReport) -> JsonObject:
@@ -82,6 +104,7 @@ def _dns_json(target: TargetReport) -> JsonObject:
         "problems": list(target.dns.problems),
         "dropped": [e.address for e in target.dns.dropped],
         "error": None,
+        "vantages": _vantages_json(target),
     }
 
 
@@ -212,13 +235,22 @@ def table(report: Report, colour: bool = False) -> str:
     for target in report.targets:
         if target.dns_error is not None:  # the reason is the one line on stderr
             blocks.append(f"{safe(target.name)}\n  no address ({safe(target.dns_rcode or '')})")
-        blocks.extend(object_table(obj, colour) for obj in target.objects)
+        seen = seen_by(target) if target.dns and target.dns.by_vantage else {}
+        blocks.extend(object_table(obj, colour, seen) for obj in target.objects)
     return "\n\n".join(blocks) + "\n"
 
 
-def object_table(obj: ObjectReport, colour: bool = False) -> str:
+def object_table(
+    obj: ObjectReport, colour: bool = False, seen: Mapping[str, tuple[str, ...]] | None = None
+) -> str:
+    """The object's edges, reference first; with vantages, a SEEN-BY column saying which
+    vantages are sent to each edge, and the conclusion per vantage."""
     ordered = _reference_first(obj)
     rows = [[*_COLUMNS, "VERDICT"]] + [_row(r) for r in ordered]
+    if seen:
+        rows[0].insert(2, "SEEN-BY")
+        for row, result in zip(rows[1:], ordered, strict=True):
+            row.insert(2, _cut(",".join(seen.get(result.edge.address, ())) or "-", 32))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [safe(obj.url), "  " + _summary(obj)]
     for n, row in enumerate(rows):
@@ -233,7 +265,34 @@ def object_table(obj: ObjectReport, colour: bool = False) -> str:
     lines.extend(f"  {safe(line)}" for line in apt_lines(obj))
     lines.extend(f"  {safe(line)}" for line in check_lines(obj))
     lines.append("  => " + conclusion(obj))
+    if seen:
+        lines.extend(f"  => {safe(line)}" for line in vantage_conclusions(obj, seen))
     return "\n".join(lines)
+
+
+def vantage_conclusions(obj: ObjectReport, seen: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """Per vantage with an odd edge: what its users get, e.g. "us: 2 of 2 edges serve an
+    older Packages.gz"."""
+    name = obj.path.rsplit("/", 1)[-1] or obj.path
+    if obj.kind is Kind.APT:
+        name = f"{obj.suite} Release"
+    vantages = list(dict.fromkeys(v for names in seen.values() for v in names))
+    lines = []
+    for vantage in vantages:
+        mine = [r for r in obj.results if vantage in seen.get(r.edge.address, ())]
+        parts = []
+        for verdict, what in (
+            (Verdict.STALE, f"serve an older {name}"),
+            (Verdict.DIVERGENT, f"serve a different {name}"),
+            (Verdict.ERROR, f"serve no complete {name}"),
+        ):
+            hit = [r for r in mine if r.verdict is verdict]
+            if hit:
+                count = f"{len(hit)} of {_plural(len(mine), 'edge')}"
+                parts.append(f"{count} {_singular(what, len(hit))} ({_addresses(hit)})")
+        if parts:
+            lines.append(f"{vantage}: " + "; ".join(parts))
+    return lines
 
 
 def _reference_first(obj: ObjectReport) -> list[EdgeResult]:

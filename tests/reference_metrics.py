@@ -28,6 +28,9 @@ class ReferenceFamily:
 
     add_metric = add  # the key is the label values themselves
 
+    def __len__(self) -> int:
+        return len(self.metric.samples)
+
 
 def families(snapshots: Iterable[TargetSnapshot]) -> Iterator[Metric]:
     out = Families(ReferenceFamily)

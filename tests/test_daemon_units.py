@@ -305,3 +305,12 @@ def test_status_page_renders_in_headless_chromium(tmp_path: Path) -> None:
     top = pixels[: width * height // 3]
     assert bytes((204, 0, 0)) in top  # .summary.broken border, drawn in the top third
     assert bytes((0xFF, 0xF1, 0xC2)) in pixels and bytes((0xF4, 0xB3, 0xB3)) in pixels
+
+
+def test_status_page_counts_an_object_served_nowhere_as_broken() -> None:
+    """Every edge agreeing on a 404 is consistent, and still a broken target (a typo'd path)."""
+    missing = Observation(status=404, size=0, bytes_read=0, sha256="e3" * 32)
+    page = status_page([snapshot(report_for((A, missing), (B, missing)))], T0)
+    assert "<b>Targets:</b> 1 broken, 0 healthy" in page
+    summary = page[: page.index("<h2")]
+    assert "<li>t: " in summary and "404" in summary  # the conclusion, as check says it

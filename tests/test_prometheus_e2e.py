@@ -17,7 +17,7 @@ import yaml
 from tests.daemon import RunningDaemon, http, wait_until
 from tests.lab import Lab, free_port, spawn, stop_process
 from tests.test_daemon_lab import PACKAGES, config_text, publish
-from tests.test_deploy import DASHBOARD, RULES
+from tests.test_deploy import DASHBOARD, RULES, dashboard_panels
 
 OLD = 1_789_996_400
 
@@ -113,9 +113,10 @@ def test_every_dashboard_query_evaluates(
         "first scrape",
     )
     dashboard = json.loads(DASHBOARD.read_text())
-    for panel in dashboard["panels"]:
+    for panel in dashboard_panels(dashboard):
         for target in panel["targets"]:
             expr = target["expr"].replace("$target", ".*").replace("$__rate_interval", "1m")
+            expr = expr.replace("$vantage", ".*")
             data = prometheus.api("query", query=expr)
             assert data["resultType"] == "vector", (panel["title"], expr)
     found = prometheus.api("query", query='cdnprobe_edge_object_state{target=~".*"}')["result"]

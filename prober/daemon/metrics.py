@@ -27,7 +27,7 @@ from prober import __version__
 from prober.daemon.shard import Shard
 from prober.daemon.snapshot import DURATION_BUCKETS, TargetSnapshot
 from prober.errors import one_line
-from prober.model import Kind, ObjectReport, Verdict
+from prober.model import DnsAnswer, Kind, ObjectReport, Verdict
 
 LAST = " (from the last probe cycle)"
 LABEL_MAX = 64
@@ -91,6 +91,9 @@ class _Text:
 
     def text(self) -> str:
         return self._head + "".join(self.lines)
+
+    def __len__(self) -> int:
+        return len(self.lines)
 
 
 # The metric families, in exposition order: (attribute, type, name, labels, help). Help
@@ -225,6 +228,27 @@ FAMILIES: tuple[tuple[str, str, str, list[str], str], ...] = (
         "cdnprobe_dns_up",
         TARGET,
         "1 if the name resolved to at least one address" + LAST,
+    ),
+    (
+        "vantage_addresses",
+        "gauge",
+        "cdnprobe_vantage_addresses",
+        ["target", "vantage", "family"],
+        "Addresses the vantage (or resolver) was given" + LAST,
+    ),
+    (
+        "vantage_up",
+        "gauge",
+        "cdnprobe_vantage_up",
+        ["target", "vantage"],
+        "1 if the vantage's query got an answer with addresses" + LAST,
+    ),
+    (
+        "edge_seen",
+        "gauge",
+        "cdnprobe_edge_seen",
+        ["target", "address", "vantage"],
+        "1 for each vantage (or resolver) that was sent to the edge" + LAST,
     ),
     (
         "errors",
@@ -387,13 +411,9 @@ class Families:
 
     def lines(self) -> int:
         """Series written so far: sample lines of every family."""
-        total = 0
-        for family in vars(self).values():
-            if isinstance(family, _Text):
-                total += len(family.lines)
-            elif isinstance(family, HistogramMetricFamily):
-                total += len(family.samples)
-        return total
+        return sum(
+            len(f.samples) if isinstance(f, Metric) else len(f) for f in vars(self).values()
+        )
 
     def _add_target(self, snap: TargetSnapshot) -> None:
         name = snap.name
@@ -414,6 +434,8 @@ class Families:
             count = sum(1 for e in resolved if e.family == family)
             self.dns.add_metric([name, str(family)], count)
         self.dropped.add_metric([name], len(report.dns.dropped) if report.dns else 0)
+        if report.dns is not None:
+            self._add_vantages(name, report.dns)
         # an edge is up if it answered every object completely
         answered = [
             {r.edge.address for r in obj.results if r.observation.complete}
@@ -425,6 +447,18 @@ class Families:
         for obj in report.objects:
             keep = None if snap.series == "full" else _not_ok(obj)
             self._add_object(snap, obj, keep)
+
+    def _add_vantages(self, name: str, dns: DnsAnswer) -> None:
+        """Vantage names come from the config (or are resolver addresses from it), never from
+        DNS: bounded labels."""
+        for vantage in dns.vantages:
+            for family in (4, 6):
+                count = sum(1 for e in vantage.addresses if e.family == family)
+                self.vantage_addresses.add_metric([name, vantage.name, str(family)], count)
+            self.vantage_up.add_metric([name, vantage.name], 1 if vantage.addresses else 0)
+        for edge, names in dns.seen_by:
+            for vantage_name in names:
+                self.edge_seen.add_metric([name, edge.address, vantage_name], 1)
 
     def _add_histogram(self, snap: TargetSnapshot) -> None:
         bounds = [*(f"{b:g}" for b in DURATION_BUCKETS), "+Inf"]

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from prober.compare import PastReference
 from prober.config import AnyTarget
-from prober.discovery import CachingDiscoverer, Discoverer
+from prober.discovery import CachingDiscoverer, Discoverer, Vantage
 from prober.errors import DiscoveryError
 from prober.fetch import Fetcher, make_ssl_context
 from prober.model import DnsAnswer, Edge, Kind, Observation, TargetReport
@@ -95,7 +95,8 @@ def tools_for(
 ) -> tuple[Resolver, Fetcher]:
     """The discoverer and fetcher of one target, from its config: the same for `check` and
     the daemon (which caches DNS answers for `dns_min_interval_s`)."""
-    plain = Discoverer(target.resolvers, timeout_s=min(target.timeout, 5.0))
+    vantages = [Vantage(v.name, v.subnet, v.resolver) for v in target.vantages]
+    plain = Discoverer(target.resolvers, timeout_s=min(target.timeout, 5.0), vantages=vantages)
     discoverer: Resolver = plain
     if dns_min_interval_s is not None:
         discoverer = CachingDiscoverer(plain, dns_min_interval_s)
