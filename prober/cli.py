@@ -462,11 +462,14 @@ def check_config(args: argparse.Namespace) -> tuple[list[str], Config]:
         return names, Config(concurrency=args.concurrency, targets=targets)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        field = next((str(p) for p in reversed(error["loc"]) if str(p) in _OPTIONS), "")
+        message = str(error["msg"]).removeprefix("Value error, ")
+        inner, _, message = message.rpartition("\x00")  # a model check names its own field
+        where = error["loc"][3:] if error["loc"][:1] == ("targets",) else error["loc"]
+        loc = [*where, inner.split("[")[0].split(".")[0]]  # past targets.N.<type>
+        field = next((str(p) for p in reversed(loc) if str(p) in _OPTIONS), "")
         option = _OPTIONS.get(field, field)
         if field == "gosum":
             option = f"--gosum {args.gosum}"
-        message = str(error["msg"]).removeprefix("Value error, ").split("\x00")[-1]
         raise UsageError(f"{option}: {message}" if option else message) from None
 
 
