@@ -7,10 +7,9 @@ import ipaddress
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,8 +26,9 @@ from pydantic import (
 from prober.discovery import parse_resolver
 from prober.errors import ConfigError, UsageError
 from prober.units import parse_duration, parse_size
-from prober.validators.apt import parse_expect
-from prober.validators.goproxy import parse_gosum
+
+if TYPE_CHECKING:
+    import yaml
 
 M = TypeVar("M", bound=BaseModel)
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -131,7 +131,7 @@ def _word(value: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _http_version(value: Any) -> str:
@@ -151,6 +151,8 @@ _ONE_STRING = WithJsonSchema({"type": "string"})
 def _expectation(value: Any) -> tuple[str, str]:
     if not isinstance(value, str):
         raise ValueError("expected name=version")
+    from prober.validators.apt import parse_expect  # only APT configs pay for the APT rules
+
     return parse_expect([value])[0]
 
 
@@ -171,6 +173,8 @@ def _module(value: Any) -> tuple[str, str | None]:
 def _gosum_line(value: Any) -> tuple[str, str, str]:
     if not isinstance(value, str):
         raise ValueError("expected a go.sum line")
+    from prober.validators.goproxy import parse_gosum  # only Go configs pay for go's rules
+
     ((module, version), h1), *_ = parse_gosum([value]).items()
     return module, version, h1
 
@@ -423,6 +427,8 @@ def read_text(path: str | Path) -> str:
 def parse_model(text: str, file: str, model: type[M], not_a_mapping: str) -> M:
     """YAML text → a validated model, or ConfigError with the first problem in one line."""
     try:
+        import yaml  # `check` builds its config from argv: no YAML to read
+
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(file, _yaml_where(exc), _yaml_problem(exc)) from None
