@@ -1,0 +1,156 @@
+"""`python3 -m bench.scale`: the daemon at CDN scale, edges x paths x targets per cycle.
+
+A loopback lab of nginx TLS edges (the test lab) serves small index-like files; the real
+daemon (prober.daemon.core.Daemon, in this process, so the garbage collector can be timed)
+runs its targets' cycles back to back, warm-up first. Per grid point, for the steady-state
+cycles: CPU per probe (the process's own, rendering included), RSS above the idle process
+per edge x object, series and exposition bytes in `full` and `problems` mode, the cost of a
+cached scrape, and the collector's share of the CPU. Needs nginx, dnsmasq and the test extra.
+Traffic goes to loopback only; every loop is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import trustme
+
+from prober.config import parse_config
+from prober.daemon.core import Daemon
+from tests.lab import HOST, EdgeSpec, Lab
+
+GRID = ((16, 20, 1), (64, 20, 1), (200, 20, 1), (200, 100, 1), (200, 100, 5))
+STEADY_CYCLES = 3
+
+
+class GcClock:
+    """Seconds spent in the garbage collector (gc.callbacks around every collection)."""
+
+    def __init__(self) -> None:
+        self.total_s, self._started = 0.0, 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.total_s += time.process_time() - self._started
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def config_text(lab: Lab, paths: int, targets: int, series: str) -> str:
+    listed = ", ".join(f"/f{i}.txt" for i in range(paths))
+    blocks = "".join(
+        f"  - name: t{t}\n    url: https://{HOST}:{lab.port}\n    paths: [{listed}]\n"
+        f'    interval: 1h\n    resolvers: ["{lab.resolver}"]\n    ca_file: {lab.ca_file}\n'
+        f"    max_edges: 10000\n"
+        for t in range(targets)
+    )
+    return f"concurrency: 64\ndns_min_interval: 1h\nseries: {series}\ntargets:\n{blocks}"
+
+
+async def measure(lab: Lab, paths: int, targets: int, series: str) -> dict[str, float]:
+    config = parse_config(config_text(lab, paths, targets, series))
+    daemon = Daemon(config)
+    idle = rss_kib()
+    daemon.start()
+    runners = list(daemon.runners.values())
+    for runner in runners:  # the schedule's first cycle, then a warm-up one
+        await runner.cycle_now()
+        await runner.cycle_now()
+    daemon.exposition()
+    clock = GcClock()
+    cpu = time.process_time()
+    wall = time.monotonic()
+    for _ in range(STEADY_CYCLES):
+        await asyncio.gather(*(r.cycle_now() for r in runners))
+        body = daemon.exposition()  # the render after every cycle, as a scrape triggers it
+    cpu = time.process_time() - cpu
+    wall = time.monotonic() - wall
+    gc_s, _ = clock.total_s, clock.close()
+    started = time.perf_counter()
+    for _ in range(20):
+        daemon.exposition()
+    scrape_ms = (time.perf_counter() - started) / 20 * 1000
+    pairs = len(lab.edges) * paths * targets
+    series_count = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+    figures = {
+        "probes": pairs,
+        "cycle_wall_s": wall / STEADY_CYCLES,
+        "cpu_ms_per_probe": cpu / STEADY_CYCLES / pairs * 1000,
+        "gc_share": gc_s / cpu if cpu else 0.0,
+        "rss_kib_per_pair": (rss_kib() - idle) / pairs,
+        "series": series_count,
+        "exposition_mib": len(body) / (1 << 20),
+        "cached_scrape_ms": scrape_ms,
+    }
+    await daemon.stop(grace_s=1)
+    return figures
+
+
+def run_point(work: Path, edges: int, paths: int, targets: int) -> list[str]:
+    addresses = [f"127.0.{2 + i // 250}.{1 + i % 250}" for i in range(edges)]
+    lab = Lab(work / f"lab{edges}", trustme.CA(), [EdgeSpec(a) for a in addresses])
+    lab.start()
+    try:
+        corpus = work / "corpus"
+        corpus.mkdir(exist_ok=True)
+        for i in range(paths):
+            (corpus / f"f{i}.txt").write_bytes(os.urandom(2048 + 97 * i))
+        for address in addresses:
+            root = lab.docroot(address)
+            shutil.rmtree(root)
+            root.symlink_to(corpus)
+        lines = []
+        for series in ("full", "problems"):
+            f = asyncio.run(measure(lab, paths, targets, series))
+            lines.append(
+                f"| {edges}x{paths}x{targets} | {series} | {f['probes']:.0f} | "
+                f"{f['cycle_wall_s']:.2f} | {f['cpu_ms_per_probe']:.3f} | {f['gc_share']:.1%} | "
+                f"{f['rss_kib_per_pair']:.2f} | {f['series']:.0f} | {f['exposition_mib']:.2f} | "
+                f"{f['cached_scrape_ms']:.2f} |"
+            )
+            print(lines[-1], flush=True)
+        return lines
+    finally:
+        lab.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m bench.scale", description=__doc__)
+    parser.add_argument(
+        "--grid",
+        default=",".join("x".join(map(str, p)) for p in GRID),
+        help="EDGESxPATHSxTARGETS,... (default: %(default)s)",
+    )
+    parser.add_argument("--work", type=Path, default=Path("/tmp/cdnprobe-bench-scale"))
+    args = parser.parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a socket per edge and target
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    print("| edges x paths x targets | series | probes | cycle s | CPU ms/probe | GC share "
+          "| RSS KiB/pair | series | /metrics MiB | cached scrape ms |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for point in args.grid.split(","):
+        edges, paths, targets = (int(n) for n in point.split("x"))
+        run_point(args.work, edges, paths, targets)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
