@@ -104,7 +104,7 @@ async def measure(lab: Lab, paths: int, targets: int, series: str) -> dict[str, 
 
 def run_point(work: Path, edges: int, paths: int, targets: int) -> list[str]:
     addresses = [f"127.0.{2 + i // 250}.{1 + i % 250}" for i in range(edges)]
-    lab = Lab(work / f"lab{edges}", trustme.CA(), [EdgeSpec(a) for a in addresses])
+    lab = Lab(work / f"lab{edges}x{paths}x{targets}", trustme.CA(), [EdgeSpec(a) for a in addresses])
     lab.start()
     try:
         corpus = work / "corpus"

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from prober.errors import ErrorReason
 from prober.model import Edge, Observation
-from prober.transport import http1
+from prober.transport import http1, http2, tls
 from prober.transport.http1 import (
     BodyTooLarge,
     BodyTruncated,
@@ -28,6 +28,10 @@ from prober.transport.http1 import (
     Disconnected,
     Exchange,
 )
+from prober.transport.http2 import StreamRefused, StreamReset, VersionedExchange
+from prober.transport.tls import CIPHERS
+
+__all__ = ["CIPHERS", "HTTP_VERSIONS", "BufferSink", "Fetcher", "Sink", "make_ssl_context"]
 
 CACHE_HEADERS = (
     "age",
@@ -42,12 +46,10 @@ CACHE_HEADERS = (
     "x-edge-location",
 )
 CACHE_VALUE_MAX = 200
-# TLS 1.2 suites in the order Go and browsers use (AES-128-GCM first: as strong for this use
-# and about 40% cheaper to decrypt than AES-256-GCM), then Python's own default list.
-CIPHERS = (
-    "@SECLEVEL=2:ECDH+AESGCM+AES128:ECDH+AESGCM:ECDH+CHACHA20:ECDH+AES:DHE+AES"
-    ":!aNULL:!eNULL:!aDSS:!SHA1:!AESCCM"
-)
+HTTP_VERSIONS = ("1.1", "2", "auto")
+# what each setting offers by ALPN; "1.1" offers nothing, as before HTTP/2 was spoken
+_ALPN = {"2": ["h2", "http/1.1"], "auto": ["h2", "http/1.1"]}
+H2Headers = list[tuple[bytes, bytes]]
 
 
 class Sink(Protocol):
@@ -92,14 +94,18 @@ def _target(url: str) -> tuple[str, str, int, bytes, bytes]:
     return parts.scheme, host, port, get, head
 
 
+@lru_cache(maxsize=4096)
+def _h2_target(url: str) -> tuple[H2Headers, H2Headers]:
+    """(GET, HEAD) h2 request headers for an https URL."""
+    parts = urlsplit(url)
+    _, host, port, _, _ = _target(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    get = http2.request_headers("GET", host, port, 443, target)
+    return get, http2.request_headers("HEAD", host, port, 443, target)
+
+
 def make_ssl_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=ca_file)
-    context.set_ciphers(CIPHERS)
-    if insecure:
-        # SNI is still sent (server_hostname is the URL's host); only verification is skipped.
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    return tls.make_context(ca_file, insecure)
 
 
 class Fetcher:
@@ -115,7 +121,13 @@ class Fetcher:
         concurrency_total: int = 64,
         connections_per_edge: int = 4,
         keepalive_s: float = 120.0,
+        http: str = "1.1",
     ) -> None:
+        """`http`: "1.1" (offer no ALPN: HTTP/1.1 only), "2" (require h2 by ALPN) or "auto"
+        (offer h2 and http/1.1, speak what the edge picks; plain http:// is always 1.1)."""
+        if http not in HTTP_VERSIONS:
+            raise ValueError(f"http must be one of {', '.join(HTTP_VERSIONS)}, not {http!r}")
+        self.http = http
         self.timeout_s = timeout_s
         self.max_body_bytes = max_body_bytes
         self._ssl = ssl_context or make_ssl_context()
@@ -124,16 +136,40 @@ class Fetcher:
         self._pool_size = connections_per_edge  # per edge, from the number of edges (forget)
         self._total = concurrency_total
         self._keepalive_s = keepalive_s
-        self._pools: dict[tuple[Edge, str, str, int], http1.EdgePool] = {}
+        self._pools: dict[tuple[Edge, str, str, int], http1.EdgePool | http2.EdgePool] = {}
+        self._alpn_ssl: ssl.SSLContext | None = None  # one ALPN copy of the context, made once
 
-    def _pool(self, edge: Edge, scheme: str, host: str, port: int) -> http1.EdgePool:
+    def _pool(
+        self, edge: Edge, scheme: str, host: str, port: int
+    ) -> http1.EdgePool | http2.EdgePool:
         key = (edge, scheme, host, port)
         pool = self._pools.get(key)
         if pool is None:
-            tls = self._ssl if scheme == "https" else None
-            pool = http1.EdgePool(edge.address, port, host, tls, self._pool_size, self._keepalive_s)
+            pool = self._new_pool(edge, scheme, host, port)
             self._pools[key] = pool
         return pool
+
+    def _new_pool(
+        self, edge: Edge, scheme: str, host: str, port: int
+    ) -> http1.EdgePool | http2.EdgePool:
+        if self.http == "1.1" or (scheme == "http" and self.http == "auto"):
+            context = self._ssl if scheme == "https" else None
+            return http1.EdgePool(
+                edge.address, port, host, context, self._pool_size, self._keepalive_s
+            )
+        if scheme == "http":
+            raise http2.NotH2("HTTP/2 required, but an http:// URL cannot negotiate h2 (ALPN)")
+        if self._alpn_ssl is None:
+            self._alpn_ssl = tls.with_alpn(self._ssl, _ALPN[self.http])
+        return http2.EdgePool(
+            edge.address,
+            port,
+            host,
+            self._alpn_ssl,
+            self._pool_size,
+            self._keepalive_s,
+            require_h2=self.http == "2",
+        )
 
     async def forget(self, keep: set[Edge]) -> None:
         """Close the pools of edges that are no longer in DNS, and size new pools: with many
@@ -188,17 +224,23 @@ class Fetcher:
                         sink = make_sink() if make_sink else None
                         if sink is not None:
                             sinks.append(sink)
-                        current = Exchange(
-                            loop,
-                            head_only=head_only,
-                            limit=self.max_body_bytes,
-                            sink=sink.feed if sink is not None else None,
-                        )
+                        feed = sink.feed if sink is not None else None
+                        request = head if head_only else get
                         try:
-                            await pool.exchange(head if head_only else get, current, fresh=fresh)
+                            if isinstance(pool, http1.EdgePool):
+                                current = Exchange(
+                                    loop, head_only=head_only, limit=self.max_body_bytes, sink=feed
+                                )
+                                await pool.exchange(request, current, fresh=fresh)
+                            else:
+                                current = VersionedExchange(
+                                    loop, head_only=head_only, limit=self.max_body_bytes, sink=feed
+                                )
+                                h2_request = _h2_target(url)[head_only]
+                                await pool.exchange(request, h2_request, current, fresh=fresh)
                             break
-                        except Disconnected:
-                            if fresh or not current.reused:
+                        except (Disconnected, StreamRefused):
+                            if fresh or current is None or not current.reused:
                                 raise
         except asyncio.CancelledError:
             raise
@@ -223,6 +265,8 @@ def _reason(exc: BaseException, exchange: Exchange | None) -> ErrorReason:
     """The one mapping from transport exceptions to the contract's error words."""
     if isinstance(exc, TimeoutError):
         return ErrorReason.TIMEOUT
+    if isinstance(exc, StreamReset):  # RST_STREAM, or GOAWAY before the body was complete
+        return ErrorReason.STREAM_RESET
     if isinstance(exc, BodyTooLarge):
         return ErrorReason.TOO_LARGE
     if isinstance(exc, ssl.SSLError):  # certificate, handshake, and record-layer failures
@@ -253,6 +297,7 @@ def _observation(
     detail: str | None = None,
 ) -> Observation:
     elapsed = time.perf_counter() - started
+    version = exchange.http_version if isinstance(exchange, VersionedExchange) else "1.1"
     if exchange is None or exchange.status is None:
         return Observation(
             status=None,
@@ -262,6 +307,7 @@ def _observation(
             elapsed_s=elapsed,
             error=error,
             detail=detail,
+            http_version=version,
         )
     headers = exchange.headers
     return Observation(
@@ -276,4 +322,5 @@ def _observation(
         error=error,
         detail=detail,
         cache=cache_headers(headers),
+        http_version=version,
     )

@@ -82,6 +82,7 @@ def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
 class EdgeSpec:
     address: str
     gzip: bool = False  # compress on the fly whenever a client accepts gzip
+    http2: bool = False  # offer h2 by ALPN (nginx 1.22: `listen ... ssl http2;`)
 
 
 @dataclass
@@ -235,6 +236,7 @@ http {{
             else f"{edge.address}:{self.port}"
         )
         gzip = "gzip on; gzip_types *; gzip_min_length 1;" if edge.gzip else ""
+        ssl = "ssl http2" if edge.http2 else "ssl"
         root = self.root
         plain = ""
         if self.http_port:
@@ -246,13 +248,13 @@ http {{
     }}"""
         return f"""
     server {{
-        listen {listen} ssl default_server;
+        listen {listen} {ssl} default_server;
         ssl_certificate {root}/default.pem;
         ssl_certificate_key {root}/default.key;
         return 421;
     }}
     server {{
-        listen {listen} ssl;
+        listen {listen} {ssl};
         server_name {HOST} {ALIAS} cdn.test {ORIGIN};
         ssl_certificate {root}/repo.pem;
         ssl_certificate_key {root}/repo.key;

@@ -386,14 +386,22 @@ def request_bytes(method: str, url_host: str, port: int, default_port: int, targ
 
     Accept-Encoding: identity, and bodies are never decoded: the bytes are hashed as served,
     so an edge that compresses anyway shows up as divergent instead of looking fine."""
-    host = f"[{url_host}]" if ":" in url_host else url_host
-    if port != default_port:
-        host = f"{host}:{port}"
-    path = quote(target or "/", safe="/%:@!$&'()*+,;=-._~?")
+    host = authority(url_host, port, default_port)
     return (
-        f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
+        f"{method} {quote_target(target)} HTTP/1.1\r\nHost: {host}\r\n"
         f"Accept-Encoding: identity\r\nUser-Agent: {USER_AGENT}\r\n\r\n"
     ).encode("ascii")
+
+
+def authority(url_host: str, port: int, default_port: int) -> str:
+    """The Host header (HTTP/2: `:authority`): the port only when it is not the default."""
+    host = f"[{url_host}]" if ":" in url_host else url_host
+    return host if port == default_port else f"{host}:{port}"
+
+
+def quote_target(target: str) -> str:
+    """The request target, percent-quoted so that no byte of the URL can end the line."""
+    return quote(target or "/", safe="/%:@!$&'()*+,;=-._~?")
 
 
 class EdgePool:
