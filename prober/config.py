@@ -249,10 +249,22 @@ class _Target(_Strict):
             raise _FieldError("paths", why)
 
 
+class RevalidateConfig(_Strict):
+    """Bytes only when they changed: between full passes, each edge is asked with its own
+    last ETag / Last-Modified, and a 304 reuses its last full hash."""
+
+    full_every: int = Field(
+        ge=1, le=10000, description="a full pass (every body fetched and hashed) every N cycles"
+    )
+
+
 class PlainTarget(_Target):
     """Paths compared byte for byte across the edges (`type: http`, the default)."""
 
     type: Literal["http"] = "http"
+    revalidate: RevalidateConfig | None = Field(
+        default=None, description="absent: every body is fetched and hashed every cycle"
+    )
     origin: HttpUrl | None = Field(default=None, description="the reference copy, by its own name")
     http: HttpVersion = Field(default="1.1", description="HTTP version: 1.1, 2 or auto (ALPN)")
 

@@ -137,6 +137,7 @@ class Fetcher:
         self._total = concurrency_total
         self._keepalive_s = keepalive_s
         self._pools: dict[tuple[Edge, str, str, int], http1.EdgePool | http2.EdgePool] = {}
+        self.received: dict[str, int] = {}  # body bytes received per edge address, ever
         self._alpn_ssl: ssl.SSLContext | None = None  # one ALPN copy of the context, made once
 
     def _pool(
@@ -182,9 +183,13 @@ class Fetcher:
     async def close(self) -> None:
         await self.forget(set())
 
-    async def fetch(self, edge: Edge, url: str) -> Observation:
-        observation, _ = await self.fetch_into(edge, url, None)
-        return observation
+    async def fetch(
+        self, edge: Edge, url: str, validators: tuple[str | None, str | None] | None = None
+    ) -> Observation:
+        """A pinned GET. `validators`: this edge's own last (ETag, Last-Modified), sent as
+        If-None-Match / If-Modified-Since; a 304 then comes back as it is, bodiless."""
+        sinks: list[Sink] = []
+        return await self._exchange(edge, url, False, None, sinks, _conditional(validators))
 
     async def fetch_into(
         self, edge: Edge, url: str, make_sink: Callable[[], S] | None
@@ -206,6 +211,7 @@ class Fetcher:
         head_only: bool,
         make_sink: Callable[[], S] | None,
         sinks: list[S],
+        conditional: tuple[tuple[str, str], ...] = (),
     ) -> Observation:
         loop = asyncio.get_running_loop()
         current: Exchange | None = None
@@ -226,6 +232,9 @@ class Fetcher:
                             sinks.append(sink)
                         feed = sink.feed if sink is not None else None
                         request = head if head_only else get
+                        if conditional:
+                            extra = "".join(f"{k}: {v}\r\n" for k, v in conditional)
+                            request = request[:-2] + extra.encode("ascii") + b"\r\n"
                         try:
                             if isinstance(pool, http1.EdgePool):
                                 current = Exchange(
@@ -237,6 +246,11 @@ class Fetcher:
                                     loop, head_only=head_only, limit=self.max_body_bytes, sink=feed
                                 )
                                 h2_request = _h2_target(url)[head_only]
+                                if conditional:
+                                    h2_request = [
+                                        *h2_request,
+                                        *((k.lower().encode(), v.encode()) for k, v in conditional),
+                                    ]
                                 await pool.exchange(request, h2_request, current, fresh=fresh)
                             break
                         except (Disconnected, StreamRefused):
@@ -245,10 +259,28 @@ class Fetcher:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure of an edge becomes its Observation
+            if current is not None:
+                self.received[edge.address] = (
+                    self.received.get(edge.address, 0) + current.bytes_read
+                )
             return _observation(current, started, error=_reason(exc, current), detail=_detail(exc))
         assert current is not None
+        self.received[edge.address] = self.received.get(edge.address, 0) + current.bytes_read
         sha256 = None if head_only else current.sha256.hexdigest()
         return _observation(current, started, sha256=sha256)
+
+
+def _conditional(validators: tuple[str | None, str | None] | None) -> tuple[tuple[str, str], ...]:
+    """The conditional headers from an edge's own last validators. They came from the edge:
+    only short printable ASCII goes back into a request (anything else: no condition, a full
+    fetch), so nothing an edge sends can add a header or end the request."""
+    if validators is None:
+        return ()
+    found = []
+    for name, value in zip(("If-None-Match", "If-Modified-Since"), validators, strict=True):
+        if value and len(value) <= 256 and value.isascii() and value.isprintable():
+            found.append((name, value))
+    return tuple(found)
 
 
 def cache_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -48,6 +48,9 @@ class Observation:
     # unchanged (HEAD) and the hash is the one taken N cycles ago (opt-in: rehash_every).
     hash_age_cycles: int = 0
     http_version: str = "1.1"  # what the exchange spoke: "1.1" or "2"
+    # True: asked with this edge's own last validators, the edge answered 304, and the hash
+    # is that edge's last full one, hash_age_cycles old (opt-in: revalidate)
+    revalidated: bool = False
 
     @property
     def complete(self) -> bool:
@@ -115,6 +118,13 @@ class Problem(StrEnum):
     BY_HASH_MISSING = "by_hash_missing"
     EXPECTED_PACKAGE_MISSING = "expected_package_missing"
     BAD_RELEASE = "bad_release"
+    # apt's own refusals (the contract's "Clients' own rules"); each names the file
+    NOT_SIGNED = "not_signed"  # no signature where apt requires one (no trusted=yes)
+    BAD_SIGNATURE = "bad_signature"  # gpgv rejects it, or it is no valid clearsigned file
+    NO_PUBKEY = "no_pubkey"  # signed, but by a key the keyring does not hold
+    NOT_VALID_YET = "not_valid_yet"  # Date beyond now + Acquire::Max-FutureTime
+    WEAK_HASHES = "weak_hashes"  # no SHA256/SHA512 for a file apt wants
+    REDIRECT_REFUSED = "redirect_refused"  # https → http, or a redirect loop
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,6 +219,7 @@ def edge_json(result: EdgeResult) -> JsonObject:
         "lag_seconds": result.lag_s,
         "versions_behind": result.versions_behind,
         "hash_age_cycles": obs.hash_age_cycles,
+        "revalidated": obs.revalidated,
         "http_version": obs.http_version,
         "detail": obs.detail,
     }

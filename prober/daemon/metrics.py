@@ -157,6 +157,14 @@ FAMILIES: tuple[tuple[str, str, str, list[str], str], ...] = (
         "Last HTTP status code, 0 when none" + LAST,
     ),
     (
+        "object_hash_age",
+        "gauge",
+        "cdnprobe_edge_object_hash_age_cycles",
+        EDGE_OBJECT,
+        "0 if the body was fetched and hashed in the last cycle; N if the edge answered 304 to"
+        " its own last validators and its hash is from N cycles ago (revalidate)" + LAST,
+    ),
+    (
         "since",
         "gauge",
         "cdnprobe_edge_object_verdict_since_timestamp_seconds",
@@ -256,6 +264,13 @@ FAMILIES: tuple[tuple[str, str, str, list[str], str], ...] = (
         "cdnprobe_probe_errors_total",
         ["target", "address", "reason"],
         "Failed fetches by error reason, counted per probe cycle",
+    ),
+    (
+        "received",
+        "counter",
+        "cdnprobe_received_bytes_total",
+        ["target", "address"],
+        "Body bytes received from the edge, counted per probe cycle",
     ),
     (
         "duration",
@@ -411,9 +426,7 @@ class Families:
 
     def lines(self) -> int:
         """Series written so far: sample lines of every family."""
-        return sum(
-            len(f.samples) if isinstance(f, Metric) else len(f) for f in vars(self).values()
-        )
+        return sum(len(f.samples) if isinstance(f, Metric) else len(f) for f in vars(self).values())
 
     def _add_target(self, snap: TargetSnapshot) -> None:
         name = snap.name
@@ -422,6 +435,8 @@ class Families:
         self.skipped.add_metric([name], snap.skipped)
         for (address, reason), count in sorted(snap.errors.items()):
             self.errors.add_metric([name, address, reason], count)
+        for address, count in sorted(snap.received.items()):
+            self.received.add_metric([name, address], count)
         self._add_histogram(snap)
         report = snap.report
         if report is None:
@@ -534,6 +549,7 @@ class Families:
             self.state.add(key, STATE[r.verdict])
             self.size.add(key, obs.bytes_read)
             self.status.add(key, obs.status or 0)
+            self.object_hash_age.add(key, obs.hash_age_cycles)
             if r.lag_s is not None:
                 self.lag.add(key, r.lag_s)
             if r.versions_behind is not None:

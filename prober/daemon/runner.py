@@ -201,11 +201,21 @@ class TargetRunner:
             old,
             report=report,
             errors=MappingProxyType(dict(self._errors)),
+            received=MappingProxyType(self._received(report)),
             durations=old.durations.observe(durations),
             cycles=old.cycles + 1,
             edge_states=MappingProxyType(dict(self.tracker.states)),
             versions=MappingProxyType({p: self.history.versions(p) for p in old.paths}),
         )
+
+    def _received(self, report: TargetReport) -> dict[str, int]:
+        """Body bytes received per edge (the fetcher counts every exchange, index files and
+        origins included); edges that left DNS are forgotten, their series removed."""
+        present = {e.address for e in report.edges}
+        received = self._fetcher.received
+        for address in [a for a in received if a not in present]:
+            del received[address]
+        return dict(received)
 
     def _count(self, report: TargetReport) -> list[float]:
         """Add this cycle's errors to the totals; forget edges that left DNS."""

@@ -55,4 +55,5 @@ class TargetSnapshot:
     versions: Mapping[str, tuple[Version, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    received: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     series: str = "full"  # full, or problems: per edge x path series only where not ok

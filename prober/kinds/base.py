@@ -119,7 +119,9 @@ def _http_option(version: str) -> dict[str, str]:
 
 
 async def fetch_pairs(
-    fetcher: Fetcher, pairs: Sequence[tuple[str, Edge]], workers: int
+    fetch: Callable[[Edge, str], Awaitable[Observation]],
+    pairs: Sequence[tuple[str, Edge]],
+    workers: int,
 ) -> list[Observation]:
     """Every (URL, edge) fetched, in order, by as many workers as requests may be in flight:
     not one task per probe created at once, whose coroutines and semaphore waiters would all
@@ -130,7 +132,7 @@ async def fetch_pairs(
     async def worker() -> None:
         for i in queue:
             url, edge = pairs[i]
-            found[i] = await fetcher.fetch(edge, url)
+            found[i] = await fetch(edge, url)
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(len(pairs), workers)))))
     return [obs for obs in found if obs is not None]
