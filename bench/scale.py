@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import resource
 import shutil
@@ -81,7 +82,8 @@ async def measure(lab: Lab, paths: int, targets: int, series: str) -> dict[str, 
         body = daemon.exposition()  # the render after every cycle, as a scrape triggers it
     cpu = time.process_time() - cpu
     wall = time.monotonic() - wall
-    gc_s, _ = clock.total_s, clock.close()
+    gc_s = clock.total_s
+    clock.close()
     started = time.perf_counter()
     for _ in range(20):
         daemon.exposition()
@@ -102,9 +104,30 @@ async def measure(lab: Lab, paths: int, targets: int, series: str) -> dict[str, 
     return figures
 
 
+def measured_apart(lab: Lab, paths: int, targets: int, series: str) -> dict[str, float]:
+    """`measure` in a fresh process (forked here, the lab already running): each figure of
+    memory starts from an idle daemon, not from what the previous run left behind."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: measure, report, leave without running the parent's cleanup
+        os.close(reader)
+        try:
+            os.write(writer, json.dumps(asyncio.run(measure(lab, paths, targets, series))).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        text = pipe.read()
+    os.waitpid(pid, 0)
+    figures: dict[str, float] = json.loads(text)
+    return figures
+
+
 def run_point(work: Path, edges: int, paths: int, targets: int) -> list[str]:
     addresses = [f"127.0.{2 + i // 250}.{1 + i % 250}" for i in range(edges)]
-    lab = Lab(work / f"lab{edges}x{paths}x{targets}", trustme.CA(), [EdgeSpec(a) for a in addresses])
+    lab = Lab(
+        work / f"lab{edges}x{paths}x{targets}", trustme.CA(), [EdgeSpec(a) for a in addresses]
+    )
     lab.start()
     try:
         corpus = work / "corpus"
@@ -117,7 +140,7 @@ def run_point(work: Path, edges: int, paths: int, targets: int) -> list[str]:
             root.symlink_to(corpus)
         lines = []
         for series in ("full", "problems"):
-            f = asyncio.run(measure(lab, paths, targets, series))
+            f = measured_apart(lab, paths, targets, series)
             lines.append(
                 f"| {edges}x{paths}x{targets} | {series} | {f['probes']:.0f} | "
                 f"{f['cycle_wall_s']:.2f} | {f['cpu_ms_per_probe']:.3f} | {f['gc_share']:.1%} | "
