@@ -139,3 +139,28 @@ def test_one_edge_is_said_in_the_singular(lab: Lab) -> None:
     assert proc.returncode == 0
     assert "1 edge, 1 variant;" in proc.stdout
     assert "=> the only edge serves the same InRelease" in proc.stdout
+
+
+def test_a_truncated_artifact_never_matches_even_with_the_manifest_from_the_origin(
+    lab: Lab, fault_edge: FaultEdgeFactory
+) -> None:
+    """--checksums with --origin: an edge that cuts the download short is an error, and its
+    check says match false (it said true: anything reading match accepted a cut file)."""
+    import hashlib
+
+    body = b"x" * 1000
+    lab.write("/dl/tool.bin", body)
+    lab.write("/dl/SHA256SUMS", f"{hashlib.sha256(body).hexdigest()}  tool.bin\n".encode())
+    fault_edge("127.0.0.5", "truncate")  # 500 of 1000 bytes, for every path
+    lab.set_dns(HOST, ["127.0.0.2", "127.0.0.5"])
+    lab.set_dns("origin.test", ["127.0.0.2"])
+    proc = cdnprobe("check", "--checksums", lab.url("/dl/SHA256SUMS"), "--resolver", lab.resolver,
+                    "--ca-file", lab.ca_file, "--origin", f"https://origin.test:{lab.port}",
+                    "--json")  # fmt: skip
+    assert proc.returncode == 1
+    artifact = next(t for t in json.loads(proc.stdout)["targets"] if t["name"] == "tool.bin")
+    edges = {e["address"]: e for e in artifact["edges"]}
+    assert edges["127.0.0.5"]["verdict"] == "error"
+    assert edges["127.0.0.5"]["check"]["match"] is False
+    assert edges["127.0.0.5"]["check"]["problem"] == "fetch_error (truncated)"
+    assert edges["127.0.0.2"]["check"]["match"] is True
