@@ -15,12 +15,12 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from prober.errors import ErrorReason
 from prober.model import Edge, Observation
-from prober.transport import http1, http2, tls
+from prober.transport import http1, tls
 from prober.transport.http1 import (
     BodyTooLarge,
     BodyTruncated,
@@ -28,8 +28,11 @@ from prober.transport.http1 import (
     Disconnected,
     Exchange,
 )
-from prober.transport.http2 import StreamRefused, StreamReset, VersionedExchange
+from prober.transport.streams import NotH2, StreamRefused, StreamReset, VersionedExchange
 from prober.transport.tls import CIPHERS
+
+if TYPE_CHECKING:
+    from prober.transport import http2
 
 __all__ = ["CIPHERS", "HTTP_VERSIONS", "BufferSink", "Fetcher", "Sink", "make_ssl_context"]
 
@@ -100,6 +103,8 @@ def _h2_target(url: str) -> tuple[H2Headers, H2Headers]:
     parts = urlsplit(url)
     _, host, port, _, _ = _target(url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
+    from prober.transport import http2  # only a Fetcher that may speak HTTP/2 pays for h2
+
     get = http2.request_headers("GET", host, port, 443, target)
     return get, http2.request_headers("HEAD", host, port, 443, target)
 
@@ -159,9 +164,11 @@ class Fetcher:
                 edge.address, port, host, context, self._pool_size, self._keepalive_s
             )
         if scheme == "http":
-            raise http2.NotH2("HTTP/2 required, but an http:// URL cannot negotiate h2 (ALPN)")
+            raise NotH2("HTTP/2 required, but an http:// URL cannot negotiate h2 (ALPN)")
         if self._alpn_ssl is None:
             self._alpn_ssl = tls.with_alpn(self._ssl, _ALPN[self.http])
+        from prober.transport import http2  # only a Fetcher that may speak HTTP/2 pays for h2
+
         return http2.EdgePool(
             edge.address,
             port,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from typing import Any, cast
+from typing import cast
 
 import h2.config
 import h2.connection
@@ -36,40 +36,13 @@ from prober.transport.http1 import (
     Exchange,
     ProtocolError,
 )
+from prober.transport.streams import NotH2, StreamRefused, StreamReset, VersionedExchange
 
 WINDOW = 16 << 20  # connection and stream receive windows: far above any link's BDP here
 MAX_FRAME = 1 << 20  # edges may send larger DATA frames: fewer events per megabyte
 FIRST_STREAMS = 100  # before the edge's SETTINGS arrive (as Go's initialMaxConcurrentStreams)
 LAST_STREAM_ID = (1 << 31) - 1024  # past this a connection takes no new streams
 ALPN_H2 = "h2"
-
-
-class StreamReset(Exception):
-    """The edge reset the stream (RST_STREAM), or sent GOAWAY before its body was complete.
-    `code` is the h2 error code's name, e.g. INTERNAL_ERROR."""
-
-    def __init__(self, code: str, how: str) -> None:
-        super().__init__(f"{how} {code}")
-        self.code = code
-
-
-class StreamRefused(StreamReset):
-    """The edge did not process the stream (REFUSED_STREAM, or a GOAWAY below its id): safe
-    to send again on a new connection (RFC 9113 §8.7)."""
-
-
-class VersionedExchange(Exchange):
-    """An Exchange that also says which HTTP version carried it (set by EdgePool)."""
-
-    __slots__ = ("http_version",)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.http_version = "2"
-
-
-class NotH2(ProtocolError):
-    """HTTP/2 was required and the edge did not negotiate it."""
 
 
 def code_name(code: int) -> str:
