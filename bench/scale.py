@@ -128,6 +128,7 @@ def run_point(work: Path, edges: int, paths: int, targets: int) -> list[str]:
     lab = Lab(
         work / f"lab{edges}x{paths}x{targets}", trustme.CA(), [EdgeSpec(a) for a in addresses]
     )
+    lab.worker_connections = 16384  # every target keeps its own connections to every edge
     lab.start()
     try:
         corpus = work / "corpus"

@@ -96,6 +96,7 @@ class Lab:
     dnsmasq: subprocess.Popen[bytes] | None = None
     dns_records: dict[str, list[str]] = field(default_factory=dict)
     http_port: int = 0  # when set, every edge also serves its files over plain HTTP there
+    worker_connections: int = 1024  # nginx's; the scale bench needs more (a socket per pool)
 
     # ---- files --------------------------------------------------------------------------
 
@@ -216,7 +217,8 @@ daemon off;
 worker_processes 1;
 pid {root}/nginx.pid;
 error_log {root}/error.log warn;
-events {{ worker_connections 1024; }}
+worker_rlimit_nofile {2 * self.worker_connections};
+events {{ worker_connections {self.worker_connections}; }}
 http {{
 {temp}
     default_type application/octet-stream;
