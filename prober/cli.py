@@ -11,7 +11,7 @@ import asyncio
 import atexit
 import os
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
@@ -280,30 +280,27 @@ def _add_check(commands: Any, name: str = "check") -> argparse.ArgumentParser:
     return parser
 
 
-def _seconds(text: str) -> float:
-    from prober.units import parse_duration
+def _duration(limit_s: float, limit_text: str) -> Callable[[str], float]:
+    """An argparse type: a duration (10, 2.5s, 5m) more than 0 and at most the limit."""
 
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(
-            f"must be more than 0 and at most 3600 seconds, got {text!r}"
-        )
-    return value
+    def parse(text: str) -> float:
+        from prober.units import parse_duration
+
+        try:
+            value = parse_duration(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if not 0 < value <= limit_s:
+            raise argparse.ArgumentTypeError(
+                f"must be more than 0 and at most {limit_text}, got {text!r}"
+            )
+        return value
+
+    return parse
 
 
-def _long_seconds(text: str) -> float:
-    from prober.units import parse_duration
-
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if not 0 < value <= 7 * 86400:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 7d, got {text!r}")
-    return value
+_seconds = _duration(3600, "3600 seconds")  # per request
+_long_seconds = _duration(7 * 86400, "7d")  # a wait's deadline and rounds
 
 
 def _size(text: str) -> int:
