@@ -175,6 +175,9 @@ class AptEdgeResult:
     would_fail: bool
     packages: dict[str, int]
     index_match: dict[str, bool]  # index path → matches this edge's Release
+    # verified, not_verified (signed, no keyring given), not_signed, bad_signature, no_pubkey,
+    # error; None when no Release was read
+    signature: str | None = None
 
 
 class CheckProblem(StrEnum):

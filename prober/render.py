@@ -164,6 +164,7 @@ def apt_json(result: AptEdgeResult) -> JsonObject:
         "valid_until": release.valid_until_text if release else None,
         "signed": release.signed if release else None,
         "acquire_by_hash": release.acquire_by_hash if release else None,
+        "signature": result.signature,
         "would_fail": result.would_fail,
         "problems": [_problem_json(p) for p in result.problems],
         "packages": dict(result.packages),
@@ -393,7 +394,19 @@ def client_message(problem: AptProblem) -> str:
         return f"{name} is missing or wrong: clients using Acquire-By-Hash cannot fetch it"
     if problem.reason is Problem.EXPECTED_PACKAGE_MISSING:
         return f"package {problem.detail} is not in the index"
+    if problem.reason in _APT_REFUSALS:  # the detail is apt's (or gpgv's) own line
+        return f"{name}: {problem.detail or _APT_REFUSALS[problem.reason]}"
     return f"{name}: {problem.reason} ({problem.detail})"
+
+
+_APT_REFUSALS = {
+    Problem.NOT_SIGNED: "The repository is not signed",
+    Problem.BAD_SIGNATURE: "The following signatures were invalid",
+    Problem.NO_PUBKEY: "The public key is not available (NO_PUBKEY)",
+    Problem.NOT_VALID_YET: "Release file is not valid yet",
+    Problem.WEAK_HASHES: "provides only weak security information",
+    Problem.REDIRECT_REFUSED: "Redirection is forbidden",
+}
 
 
 def conclusion(obj: ObjectReport) -> str:

@@ -23,7 +23,8 @@ EDGES = (GOOD, OLD, SIZE, HASH, GZ_ONLY)
 
 @pytest.fixture(scope="session")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
-    return publish_two_versions(tmp_path_factory.mktemp("aptly"))
+    """Unsigned (apt runs with trusted=yes here, cdnprobe with --trusted)."""
+    return publish_two_versions(tmp_path_factory.mktemp("aptly"), signed=False)
 
 
 def stage(lab: Lab, published: Published) -> None:
@@ -62,9 +63,11 @@ def apt_lab(tmp_path: Path, ca: trustme.CA, published: Published) -> Iterator[La
 
 
 def check_apt(lab: Lab, *extra: str) -> tuple[int, dict[str, Any]]:
+    """--trusted: these repositories are unsigned, and apt_get_update runs apt with
+    [trusted=yes] for them (without it, apt refuses every edge: not_signed)."""
     proc = cdnprobe(
         "check", "--apt", f"http://{HOST}:{lab.http_port}/", "--suite", "stable",
-        "--resolver", lab.resolver, "--json", *extra,
+        "--resolver", lab.resolver, "--json", "--trusted", *extra,
     )  # fmt: skip
     assert proc.stderr == ""
     return proc.returncode, json.loads(proc.stdout)
@@ -121,6 +124,7 @@ def test_table_says_what_apt_will_say(apt_lab: Lab) -> None:
         "stable",
         "--resolver",
         apt_lab.resolver,
+        "--trusted",
     )
     assert proc.returncode == 1
     assert (
@@ -183,7 +187,7 @@ def test_daemon_exports_the_apt_metrics(apt_lab: Lab, tmp_path: Path) -> None:
     config = tmp_path / "apt.yaml"
     config.write_text(
         "dns_min_interval: 0s\ntargets:\n  - name: deb\n    type: apt\n"
-        f"    url: http://{HOST}:{apt_lab.http_port}/\n    suites: [stable]\n"
+        f"    url: http://{HOST}:{apt_lab.http_port}/\n    suites: [stable]\n    trusted: true\n"
         f'    resolvers: ["{apt_lab.resolver}"]\n    interval: 1s\n    expect: ["world-cdn=1.0"]\n'
     )
     s = one_cycle(config, "deb")
@@ -234,7 +238,7 @@ def test_missing_by_hash_is_reported_but_apt_falls_back(tmp_path: Path, ca: trus
 def test_expired_release_agrees_with_apt(apt_lab: Lab, tmp_path: Path, signed: bool) -> None:
     """A Release past its Valid-Until, signed (InRelease) or not: apt refuses it, and cdnprobe
     says expired and would_fail; `signed` tells the two apart."""
-    from tests.aptrepo import sign_release
+    from tests.aptrepo import gnupg_dir, sign_release, stop_gpg_agent
 
     dists = apt_lab.docroot(GOOD) / "dists/stable"
     text = (dists / "Release").read_text()
@@ -244,10 +248,13 @@ def test_expired_release_agrees_with_apt(apt_lab: Lab, tmp_path: Path, signed: b
         )
     )
     key = sign_release(dists, tmp_path) if signed else None
+    stop_gpg_agent(gnupg_dir(tmp_path))
     _, doc = check_apt(apt_lab)
     apt = apt_get_update(tmp_path / "apt", f"http://{GOOD}:{apt_lab.http_port}/", key)
     edge = next(e for e in doc["targets"][0]["edges"] if e["address"] == GOOD)
     assert edge["apt"]["signed"] is signed
+    # no --keyring: a signature is detected, not verified (the contract's APT options)
+    assert edge["apt"]["signature"] == ("not_verified" if signed else "not_signed")
     assert edge["apt"]["valid_until"] == "Sun, 01 Nov 2026 00:00:00 UTC"
     assert [p["reason"] for p in edge["apt"]["problems"]] == ["expired"]
     assert not apt.ok and apt.failure == "expired", apt.output

@@ -5,19 +5,19 @@ assembly: apt's rules are in validators/apt.py, the verdicts in compare.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from urllib.parse import urljoin, urlsplit
 
+from prober import gpgv
 from prober.compare import compare_object
 from prober.config import AptTarget
-from prober.fetch import BufferSink, Fetcher
+from prober.fetch import BufferSink, Fetcher, S
 from prober.kinds.base import Clock, KindSpec, ProbeContext, resolve_edges
 from prober.model import (
     AptEdgeResult,
     AptProblem,
     Edge,
-    FetchedIndex,
     Kind,
     ObjectReport,
     Observation,
@@ -26,14 +26,24 @@ from prober.model import (
     TargetReport,
 )
 from prober.validators.apt import (
+    MAX_REDIRECTS,
+    NOSPLIT,
     RELEASE_MAX_BYTES,
+    Answer,
+    AptOptions,
     IndexFamily,
     PackageCounter,
     ReleaseError,
-    by_hash_path,
+    Signature,
+    detached_signature_problem,
     index_plan,
+    inrelease_fallback,
     judge_edge,
     parse_release,
+    redirect_refused,
+    release_hash_kinds,
+    release_sha512,
+    signature_problem,
     unwrap_inrelease,
 )
 
@@ -65,9 +75,14 @@ class AptSpec:
 
 @dataclass(slots=True)
 class _EdgeRelease:
-    observation: Observation
+    observation: Observation  # the InRelease's (or, after apt's fallback, the Release's)
     release: Release | None
-    problem: str | None
+    problem: AptProblem | None = None  # why there is no usable Release
+    refusals: tuple[AptProblem, ...] = ()  # signature refusals: fatal, Release still parsed
+    hash_kinds: frozenset[str] = frozenset()
+    file: str = "InRelease"  # which of the two the Release came from
+    sha512: dict[str, str] = field(default_factory=dict)  # for apt's by-hash names
+    signature: Signature | None = None
 
 
 def spec(target: AptTarget) -> AptSpec:
@@ -118,53 +133,162 @@ async def _suite(
     )
 
 
+def options(spec: AptSpec) -> AptOptions:
+    return AptOptions(
+        keyring=spec.keyring is not None,
+        trusted=spec.trusted,
+        languages=spec.languages,
+        by_hash=spec.by_hash,
+        check_valid_until=spec.check_valid_until,
+        max_future_seconds=spec.max_future_seconds,
+    )
+
+
 async def _edge(
     spec: AptSpec, base: str, edge: Edge, fetcher: Fetcher, clock: Clock
 ) -> tuple[_EdgeRelease, AptEdgeResult]:
-    got = await _release(base, edge, fetcher)
+    got = await _release(spec, base, edge, fetcher)
     if got.release is None:
-        problem = AptProblem("InRelease", _release_problem(got), detail=got.problem)
-        return got, AptEdgeResult(None, (problem,), True, {}, {})
-    plan = index_plan(got.release, spec.components, spec.architectures)
+        assert got.problem is not None
+        return got, AptEdgeResult(None, (got.problem,), True, {}, {})
+    opts = options(spec)
+    plan = index_plan(got.release, spec.components, spec.architectures, opts, got.sha512)
     fetched, counters = await _indexes(spec, base, edge, fetcher, got.release, plan)
-    result = judge_edge(got.release, plan, fetched, counters, spec.expect, clock())
-    return got, result
+    result = judge_edge(
+        got.release, plan, fetched, counters, spec.expect, clock(), opts,
+        got.refusals, got.hash_kinds, base, got.file,
+    )  # fmt: skip
+    signature = str(got.signature) if got.signature is not None else None
+    return got, replace(result, signature=signature)
 
 
-def _release_problem(got: _EdgeRelease) -> Problem:
-    obs = got.observation
+def _answer(obs: Observation) -> Answer:
+    return Answer(obs.status, obs.bytes_read, obs.sha256, obs.error, obs.size, obs.location)
+
+
+def _failed_problem(file: str, obs: Observation) -> AptProblem:
+    """A Release (or InRelease) apt could not get: apt's "Failed to fetch …" (E:)."""
     if obs.error is not None:
-        return Problem.FETCH_ERROR
-    if obs.status is None or not 200 <= obs.status < 300:
-        return Problem.MISSING
-    return Problem.BAD_RELEASE
+        return AptProblem(file, Problem.FETCH_ERROR, detail=f"{obs.error}")
+    if obs.status is not None and 300 <= obs.status < 400 and obs.location:
+        return AptProblem(file, Problem.REDIRECT_REFUSED, detail=f"redirect to {obs.location}")
+    return AptProblem(file, Problem.MISSING, detail=f"HTTP {obs.status}")
 
 
 def _release_sink() -> BufferSink:
     return BufferSink(RELEASE_MAX_BYTES)
 
 
-async def _release(base: str, edge: Edge, fetcher: Fetcher) -> _EdgeRelease:
-    """InRelease, or Release when there is none (apt does the same); signed says if either
-    carried a signature (InRelease's own, or a Release.gpg beside the Release)."""
-    observation, sink = await fetcher.fetch_into(edge, base + "InRelease", _release_sink)
-    signed_elsewhere = False
-    if observation.status == 404:
-        fallback, fallback_sink = await fetcher.fetch_into(edge, base + "Release", _release_sink)
-        if fallback.status is not None and 200 <= fallback.status < 300:
-            gpg = await fetcher.fetch(edge, base + "Release.gpg")
-            signed_elsewhere = gpg.complete and gpg.status is not None and 200 <= gpg.status < 300
-            observation, sink = fallback, fallback_sink
-    if not observation.complete or observation.status is None or observation.status >= 300:
-        return _EdgeRelease(observation, None, f"HTTP {observation.status or observation.error}")
-    assert sink is not None
-    if sink.overflow:
-        return _EdgeRelease(observation, None, f"Release larger than {RELEASE_MAX_BYTES >> 20} MiB")
+async def _follow(
+    fetcher: Fetcher, edge: Edge, url: str, make_sink: Callable[[], S] | None
+) -> tuple[Observation, S | None]:
+    """A redirect apt follows (same scheme, or http → https) that stays on the edge's own
+    scheme, host and port is fetched from the same edge; one elsewhere is left as it is
+    (apt would go there, cdnprobe does not). Bounded like apt's redirect loop guard."""
+    obs, sink = await fetcher.fetch_into(edge, url, make_sink)
+    for _ in range(MAX_REDIRECTS):
+        if obs.status is None or not 300 <= obs.status < 400 or not obs.location:
+            break
+        target = urljoin(url, obs.location)
+        if redirect_refused(url, target) or not _same_origin(url, target):
+            break
+        url = target
+        obs, sink = await fetcher.fetch_into(edge, url, make_sink)
+    return obs, sink
+
+
+def _same_origin(a: str, b: str) -> bool:
+    x, y = urlsplit(a), urlsplit(b)
+    return (x.scheme, x.hostname, x.port) == (y.scheme, y.hostname, y.port)
+
+
+def _ok(obs: Observation) -> bool:
+    return obs.complete and obs.status is not None and 200 <= obs.status < 300
+
+
+async def _release(spec: AptSpec, base: str, edge: Edge, fetcher: Fetcher) -> _EdgeRelease:
+    """InRelease, or Release + Release.gpg on the failures after which apt falls back
+    (validators/apt.py inrelease_fallback); the signature verified with the keyring."""
+    obs, sink = await _follow(fetcher, edge, base + "InRelease", _release_sink)
+    clearsigned = sink is not None and _clearsigned(bytes(sink.data))
+    if _ok(obs) and sink is not None and (clearsigned or not spec.trusted):
+        return await _inrelease(spec, obs, sink)
+    if not inrelease_fallback(_answer(obs), spec.trusted, clearsigned):
+        return _EdgeRelease(obs, None, _failed_problem("InRelease", obs))
+    release_obs, release_sink = await _follow(fetcher, edge, base + "Release", _release_sink)
+    if not _ok(release_obs) or release_sink is None:
+        return _EdgeRelease(release_obs, None, _failed_problem("Release", release_obs))
+    gpg, gpg_sink = await _follow(fetcher, edge, base + "Release.gpg", _release_sink)
+    data = bytes(release_sink.data)
+    detached = bytes(gpg_sink.data) if _ok(gpg) and gpg_sink is not None else None
+    signature, reason = await _detached(spec, data, detached)
+    signed = signature is not Signature.NOT_SIGNED
+    refusal = signature_problem(signature, "Release", spec.trusted, reason)
+    parsed = _parsed("Release", release_obs, release_sink, data, signed, refusal)
+    parsed.signature = signature
+    return parsed
+
+
+async def _detached(
+    spec: AptSpec, data: bytes, signature: bytes | None
+) -> tuple[Signature, str | None]:
+    """Release.gpg as apt reads it: absent or unusable (not armored) is "not signed"."""
+    unusable = detached_signature_problem(signature) if signature is not None else None
+    if signature is None or unusable is not None:
+        return Signature.NOT_SIGNED, unusable
+    if spec.keyring is None:
+        return Signature.NOT_VERIFIED, None
+    checked = await gpgv.verify_detached(spec.keyring, data, signature)
+    return checked.signature, checked.reason
+
+
+def _clearsigned(data: bytes) -> bool:
     try:
-        text, signed = unwrap_inrelease(bytes(sink.data))
-        return _EdgeRelease(observation, parse_release(text, signed or signed_elsewhere), None)
+        return unwrap_inrelease(data)[1]
+    except ReleaseError:
+        return False
+
+
+async def _inrelease(spec: AptSpec, obs: Observation, sink: BufferSink) -> _EdgeRelease:
+    data = bytes(sink.data)
+    signed = _clearsigned(data)
+    if not signed:
+        # apt-pkg/acquire-item.cc RenameOnError(NotClearsigned): a file that is no
+        # clearsigned message (a portal page, a plain Release served as InRelease) is
+        # NOSPLIT, StatAuthError: no fallback to Release (pkgAcqMetaClearSig::Failed);
+        # trusted=yes falls back (see _release).
+        signature, reason = Signature.BAD, NOSPLIT
+    elif spec.keyring is None:
+        signature, reason = Signature.NOT_VERIFIED, None
+    else:
+        checked = await gpgv.verify_clearsigned(spec.keyring, data)
+        signature, reason = checked.signature, checked.reason
+    refusal = signature_problem(signature, "InRelease", spec.trusted, reason)
+    parsed = _parsed("InRelease", obs, sink, data, signed, refusal)
+    parsed.signature = signature
+    return parsed
+
+
+def _parsed(
+    file: str,
+    obs: Observation,
+    sink: BufferSink,
+    data: bytes,
+    signed: bool,
+    refusal: AptProblem | None,
+) -> _EdgeRelease:
+    refusals = (refusal,) if refusal is not None else ()
+    if sink.overflow:
+        detail = f"Release larger than {RELEASE_MAX_BYTES >> 20} MiB"
+        return _EdgeRelease(obs, None, AptProblem(file, Problem.BAD_RELEASE, detail=detail))
+    try:
+        text, _ = unwrap_inrelease(data)
+        release = parse_release(text, signed)
     except ReleaseError as exc:
-        return _EdgeRelease(observation, None, str(exc))
+        problem = refusal or AptProblem(file, Problem.BAD_RELEASE, detail=str(exc))
+        return _EdgeRelease(obs, None, problem)
+    kinds, sha512 = release_hash_kinds(text), release_sha512(text)
+    return _EdgeRelease(obs, release, None, refusals, kinds, file, sha512)
 
 
 async def _indexes(
@@ -174,20 +298,22 @@ async def _indexes(
     fetcher: Fetcher,
     release: Release,
     plan: Sequence[IndexFamily],
-) -> tuple[dict[str, FetchedIndex], dict[str, PackageCounter]]:
+) -> tuple[dict[str, Answer], dict[str, PackageCounter]]:
     watch = frozenset(name for name, _ in spec.expect)
     counted = {f.counted.path: f.name for f in plan if f.counted is not None}
-    paths = [v.path for f in plan for v in f.variants]
-    if release.acquire_by_hash:
-        paths += [by_hash_path(v) for f in plan for v in f.variants]
+    # every listed variant (the contract reports each one) and apt's by-hash candidates;
+    # validators/apt.py walk then goes through them in apt's order and stops where apt stops
+    paths = list(dict.fromkeys([v.path for f in plan for v in f.variants] + [
+        c.path for f in plan for c in f.candidates if c.by_hash
+    ]))  # fmt: skip
 
-    async def one(path: str) -> tuple[str, FetchedIndex, PackageCounter | None]:
+    async def one(path: str) -> tuple[str, Answer, PackageCounter | None]:
         family = counted.get(path)
         make = (lambda: PackageCounter(_suffix(path), watch)) if family else None
-        obs, counter = await fetcher.fetch_into(edge, base + path, make)
+        obs, counter = await _follow(fetcher, edge, base + path, make)
         if counter is not None:
             counter.finish()
-        return path, FetchedIndex(obs.status, obs.bytes_read, obs.sha256, obs.error), counter
+        return path, _answer(obs), counter
 
     found = await asyncio.gather(*(one(p) for p in paths))
     fetched = {path: got for path, got, _ in found}
