@@ -386,7 +386,8 @@ FAMILIES: tuple[tuple[str, str, str, list[str], str], ...] = (
         "cdnprobe_apt_problems",
         ["target", "suite", "address", "reason"],
         "Problems of the edge's repository by reason (size_mismatch, hash_mismatch, missing, "
-        "fetch_error, expired, by_hash_missing, expected_package_missing, bad_release)" + LAST,
+        "fetch_error, expired, by_hash_missing, expected_package_missing, bad_release, not_signed, "
+        "bad_signature, no_pubkey, not_valid_yet, weak_hashes, redirect_refused)" + LAST,
     ),
 )
 
