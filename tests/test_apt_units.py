@@ -476,3 +476,19 @@ def test_a_broken_translation_is_reported_but_not_fatal() -> None:
     gone = {"main/i18n/Translation-en.bz2": Answer(404, 0, None)}
     result = judge_edge(release, plan, fetched_as_promised(plan, gone), {}, [], NOW)
     assert [p.reason for p in result.problems] == [Problem.MISSING] and not result.would_fail
+
+
+def test_a_broken_sources_index_is_reported_but_not_fatal_for_a_deb_line() -> None:
+    """apt-get update for a `deb` line fetches no Sources (only deb-src lines do): a Sources
+    file an edge serves wrong is a problem, never a failure apt would meet."""
+    sources = f" {'9' * 64}   70 main/source/Sources.gz\n"
+    text = RELEASE.replace(f" {'h' * 64}", sources + f" {'h' * 64}")
+    release = parse_release(
+        text.replace("Architectures: amd64 arm64", "Architectures: amd64 source")
+    )
+    plan = index_plan(release, ["main"], [], AptOptions(by_hash="no"))  # every one listed
+    assert "main/source/Sources" in {f.name for f in plan}
+    gone = {"main/source/Sources.gz": Answer(404, 0, None)}
+    result = judge_edge(release, plan, fetched_as_promised(plan, gone), {}, [], NOW)
+    assert [p.file for p in result.problems] == ["main/source/Sources.gz"]
+    assert not result.would_fail

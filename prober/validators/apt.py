@@ -588,7 +588,7 @@ def judge_edge(
     for family in plan:
         outcome = walk(family, fetched, base_url)
         used[family.name] = outcome.used
-        failing = failing or (not outcome.ok and not _translation(family))
+        failing = failing or (not outcome.ok and not _never_fatal(family))
         seen = {p.file for p in outcome.problems}
         problems.extend(outcome.problems)
         for variant in family.variants:
@@ -600,6 +600,13 @@ def judge_edge(
     packages = _packages(plan, counters, matches, used)
     problems.extend(_expectations(plan, counters, expect))
     return AptEdgeResult(release, tuple(problems), failing, packages, matches)
+
+
+def _never_fatal(family: IndexFamily) -> bool:
+    """Indexes a `deb` line's update does not depend on: Translation files (below), and
+    Sources, which apt fetches only for `deb-src` lines (debReleaseIndex::GetIndexTargets
+    builds the targets of the source's type: a `deb` line has no Sources target)."""
+    return _translation(family) or family.name.rsplit("/", 1)[-1] == "Sources"
 
 
 def _translation(family: IndexFamily) -> bool:
