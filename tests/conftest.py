@@ -10,6 +10,7 @@ import pytest
 import trustme
 
 from tests.faults import FaultEdge
+from tests.knot import KnotLab
 from tests.lab import LOOPBACK_EDGES, EdgeSpec, Lab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +30,16 @@ def lab(tmp_path: Path, ca: trustme.CA) -> Iterator[Lab]:
         yield lab
     finally:
         lab.stop()
+
+
+@pytest.fixture
+def knot(tmp_path: Path) -> Iterator[KnotLab]:
+    """Knot DNS answering repo.test by the client subnet a query carries (tests/knot.py)."""
+    server = KnotLab(tmp_path / "knot").start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

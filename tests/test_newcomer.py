@@ -164,3 +164,27 @@ def test_a_truncated_artifact_never_matches_even_with_the_manifest_from_the_orig
     assert edges["127.0.0.5"]["check"]["match"] is False
     assert edges["127.0.0.5"]["check"]["problem"] == "fetch_error (truncated)"
     assert edges["127.0.0.2"]["check"]["match"] is True
+
+
+def test_http_option_where_the_user_meets_it(lab: Lab, tmp_path: Path) -> None:
+    """--http 2 against edges that offer no h2: each edge is the error protocol, saying so;
+    --http 1.1 speaks HTTP/1.1; `http: "2"` in a daemon target likewise."""
+    lab.write(INRELEASE, b"Suite: stable\n")
+    base = ("check", lab.url(INRELEASE), "--resolver", lab.resolver, "--ca-file", lab.ca_file)
+    required = cdnprobe(*base, "--http", "2", "--json")
+    assert required.returncode == 1
+    edges = json.loads(required.stdout)["targets"][0]["edges"]
+    assert {e["error"] for e in edges} == {"protocol"}
+    assert all("h2" in (e["detail"] or "") for e in edges)
+    plain = json.loads(cdnprobe(*base, "--http", "1.1", "--json").stdout)["targets"][0]
+    assert {e["http_version"] for e in plain["edges"]} == {"1.1"}
+    from tests.daemon import one_cycle
+
+    config = tmp_path / "h2.yaml"
+    config.write_text(
+        "dns_min_interval: 0s\ntargets:\n  - name: repo\n"
+        f"    url: https://repo.test:{lab.port}\n    paths: [{INRELEASE}]\n    interval: 1s\n"
+        f'    resolvers: ["{lab.resolver}"]\n    ca_file: {lab.ca_file}\n    http: "2"\n'
+    )
+    scrape = one_cycle(config, "repo")
+    assert scrape.get("cdnprobe_probe_errors_total", target="repo", reason="protocol") == 1

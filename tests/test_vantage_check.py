@@ -5,10 +5,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import cdnprobe
 from tests.daemon import one_cycle
@@ -18,15 +15,6 @@ from tests.lab import Lab
 PATH = "/dists/stable/InRelease"
 NEW, OLD = 1_790_000_000, 1_789_990_000
 EU, US = REGIONS
-
-
-@pytest.fixture
-def knot(tmp_path: Path) -> Iterator[KnotLab]:
-    server = KnotLab(tmp_path / "knot").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def stage(lab: Lab) -> None:

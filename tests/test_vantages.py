@@ -10,7 +10,6 @@ import asyncio
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import dns.message
 import dns.query
@@ -28,15 +27,6 @@ from tests.lab import HOST, Lab
 
 EU, US = REGIONS
 assert ZONE == HOST  # the lab's certificate and dnsmasq name the same host
-
-
-@pytest.fixture
-def knot(tmp_path: Path) -> Iterator[KnotLab]:
-    server = KnotLab(tmp_path / "knot").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
