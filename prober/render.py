@@ -103,7 +103,7 @@ def _dns_json(target: TargetReport) -> JsonObject:
         "addresses": [e.address for e in target.dns.edges],
         "problems": list(target.dns.problems),
         "dropped": [e.address for e in target.dns.dropped],
-        "error": None,
+        "error": target.dns_error,
         "vantages": _vantages_json(target),
     }
 

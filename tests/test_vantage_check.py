@@ -90,3 +90,20 @@ def test_the_daemon_exports_each_vantage_and_who_sees_each_edge(
     assert seen == {*((a, "eu") for a in EU.addresses), *((a, "us") for a in US.addresses)}
     assert s.get("cdnprobe_edge_object_stale", address="::1") == 1
     assert s.get("cdnprobe_object_reference_info", target="repo", path=PATH) == 1
+
+
+def test_every_vantage_failing_is_each_one_down_at_the_daemon(lab: Lab, tmp_path: Path) -> None:
+    """No vantage answers: the name is unresolved, and each vantage says so by its own
+    cdnprobe_vantage_up 0 (not silence)."""
+    config = tmp_path / "dead.yaml"
+    config.write_text(
+        "dns_min_interval: 0s\ntargets:\n  - name: repo\n"
+        f"    url: https://repo.test:{lab.port}\n    paths: [{PATH}]\n    interval: 1s\n"
+        "    timeout: 2s\n    vantages:\n"
+        "      - {name: eu, subnet: '198.51.100.0/24', resolver: '127.0.0.1:9'}\n"
+        "      - {name: us, subnet: '203.0.113.0/24', resolver: '127.0.0.1:9'}\n"
+    )
+    s = one_cycle(config, "repo")
+    assert s.get("cdnprobe_dns_up", target="repo") == 0
+    assert s.get("cdnprobe_vantage_up", target="repo", vantage="eu") == 0
+    assert s.get("cdnprobe_vantage_up", target="repo", vantage="us") == 0

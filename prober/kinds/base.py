@@ -70,7 +70,12 @@ async def resolve_edges(
         dns = cap_edges(await ctx.discoverer.resolve(host), max_edges)
     except DiscoveryError as exc:
         finished = ctx.clock()
-        return TargetReport(name, host, None, (), started, finished, str(exc), exc.rcode, kind=kind)
+        # what each vantage (or resolver) said, so every one is reported down: vantage_up 0
+        said = getattr(exc, "vantages", ())
+        failed = DnsAnswer(host, (), exc.resolver, vantages=said) if said else None
+        return TargetReport(
+            name, host, failed, (), started, finished, str(exc), exc.rcode, kind=kind
+        )
     if forget:
         await ctx.fetcher.forget(set(dns.edges))
     return dns
