@@ -143,8 +143,11 @@ class Release:
     acquire_by_hash: bool
     components: tuple[str, ...]
     architectures: tuple[str, ...]
-    files: dict[str, IndexFile]
+    files: tuple[IndexFile, ...]  # the SHA256 section, in the Release's order
     signed: bool
+
+    def file(self, path: str) -> IndexFile | None:
+        return next((f for f in self.files if f.path == path), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +176,8 @@ class AptEdgeResult:
     release: Release | None
     problems: tuple[AptProblem, ...]
     would_fail: bool
-    packages: dict[str, int]
-    index_match: dict[str, bool]  # index path → matches this edge's Release
+    packages: tuple[tuple[str, int], ...]  # (index apt reads, packages in it)
+    index_match: tuple[tuple[str, bool], ...]  # (index path, matches this edge's Release)
     # verified, not_verified (signed, no keyring given), not_signed, bad_signature, no_pubkey,
     # error; None when no Release was read
     signature: str | None = None

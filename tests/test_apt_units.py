@@ -97,7 +97,7 @@ def test_release_fields() -> None:
     assert release.valid_until == datetime(2026, 11, 30, 12, tzinfo=UTC)
     assert release.acquire_by_hash
     assert release.components == ("main", "contrib")
-    assert release.files["main/binary-amd64/Packages.xz"].size == 50
+    assert release.file("main/binary-amd64/Packages.xz").size == 50
     assert "Contents-amd64" not in " ".join(f.name for f in index_plan(release))
 
 
@@ -125,7 +125,7 @@ def test_plan_follows_selection_and_apts_compression_order() -> None:
 
 
 def test_by_hash_path() -> None:
-    file = parse_release(RELEASE).files["main/binary-amd64/Packages.gz"]
+    file = parse_release(RELEASE).file("main/binary-amd64/Packages.gz")
     assert by_hash_path(file) == "main/binary-amd64/by-hash/SHA256/" + "b" * 64
 
 
@@ -149,7 +149,9 @@ def test_only_the_compression_apt_reads_makes_it_fail() -> None:
     )
     result = judge_edge(release, plan, gz_broken, {}, [], NOW)
     assert [p.reason for p in result.problems] == [Problem.SIZE_MISMATCH]
-    assert not result.would_fail and result.index_match["main/binary-amd64/Packages.gz"] is False
+    assert (
+        not result.would_fail and dict(result.index_match)["main/binary-amd64/Packages.gz"] is False
+    )
     xz_broken = fetched_as_promised(
         plan, {"main/binary-amd64/Packages.xz": Answer(200, 50, "z" * 64, size=50)}
     )
@@ -253,7 +255,7 @@ def test_by_hash_uses_the_strongest_hash() -> None:
     """HashStringList::find(nullptr): SHA512 when the Release lists one."""
     text = RELEASE + "SHA512:\n " + "f" * 128 + " 60 main/binary-amd64/Packages.gz\n"
     sha512 = release_sha512(text)
-    file = parse_release(text).files["main/binary-amd64/Packages.gz"]
+    file = parse_release(text).file("main/binary-amd64/Packages.gz")
     (first, second) = candidates([file], True, sha512)
     assert first.path == "main/binary-amd64/by-hash/SHA512/" + "f" * 128 and first.by_hash
     assert second.path == "main/binary-amd64/Packages.gz"
@@ -270,7 +272,7 @@ def test_languages_select_the_translations() -> None:
 
 # ---- apt's decision per answer -----------------------------------------------------------
 
-FILE = parse_release(RELEASE).files["main/binary-amd64/Packages.gz"]
+FILE = parse_release(RELEASE).file("main/binary-amd64/Packages.gz")
 CANONICAL = Candidate(FILE.path, FILE, False)
 
 

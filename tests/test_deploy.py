@@ -117,10 +117,10 @@ def exported_metric_names() -> set[str]:
     obs = Observation(status=200, size=1, bytes_read=1, sha256="ab" * 32, etag='"e"')
     obj = compare_object("https://h/p", "h", "/p", [(edge, obs)])
     index = IndexFile("main/binary-amd64/Packages", 1, "ab" * 32)
-    release = Release(now, "x", now, "x", False, ("main",), ("amd64",), {index.path: index}, True)
+    release = Release(now, "x", now, "x", False, ("main",), ("amd64",), (index,), True)
     problem = AptProblem(index.path, Problem.HASH_MISMATCH)
     apt = AptEdgeResult(
-        release, (problem,), True, {"main/binary-amd64/Packages": 3}, {index.path: True}
+        release, (problem,), True, (("main/binary-amd64/Packages", 3),), ((index.path, True),)
     )
     apt_obj = replace(
         obj, path="/dists/s/InRelease", suite="s", apt=(("192.0.2.1", apt),), kind=Kind.APT

@@ -41,12 +41,12 @@ def check(problem: CheckProblem | None = None) -> EdgeCheck:
 
 
 def release(date: datetime | None) -> Release:
-    return Release(date, None, None, None, False, ("main",), ("amd64",), {}, False)
+    return Release(date, None, None, None, False, ("main",), ("amd64",), (), False)
 
 
 def apt(date: datetime | None, would_fail: bool = False, *problems: Problem) -> AptEdgeResult:
     found = tuple(AptProblem("Packages", p) for p in problems)
-    return AptEdgeResult(release(date), found, would_fail, {}, {})
+    return AptEdgeResult(release(date), found, would_fail, (), ())
 
 
 def test_a_failed_check_makes_an_edge_divergent_whatever_its_bytes() -> None:

@@ -498,9 +498,9 @@ class Families:
                 self.apt_problems.add_metric([*edge, reason], count)
             if keep is not None and address not in keep:
                 continue  # per edge x file: only where the edge is not ok (series: problems)
-            for file, match in sorted(result.index_match.items()):
+            for file, match in sorted(result.index_match):
                 self.apt_match.add_metric([snap.name, suite, file, address], 1 if match else 0)
-            for file, count in sorted(result.packages.items()):
+            for file, count in sorted(result.packages):
                 self.apt_packages.add_metric([snap.name, suite, file, address], count)
 
     def _add_goproxy(self, snap: TargetSnapshot, obj: ObjectReport, keep: Keep) -> None:

@@ -150,7 +150,7 @@ async def _edge(
     got = await _release(spec, base, edge, fetcher)
     if got.release is None:
         assert got.problem is not None
-        return got, AptEdgeResult(None, (got.problem,), True, {}, {})
+        return got, AptEdgeResult(None, (got.problem,), True, (), ())
     opts = options(spec)
     plan = index_plan(got.release, spec.components, spec.architectures, opts, got.sha512)
     fetched, counters = await _indexes(spec, base, edge, fetcher, got.release, plan)

@@ -102,7 +102,7 @@ def parse_release(text: str, signed: bool = False) -> Release:
         acquire_by_hash=fields.get("acquire-by-hash", "").strip().lower() == "yes",
         components=tuple(fields.get("components", "").split()),
         architectures=tuple(fields.get("architectures", "").split()),
-        files=files,
+        files=tuple(files.values()),
         signed=signed,
     )
 
@@ -199,7 +199,7 @@ def index_plan(
     # apt fetches binary-all beside binary-ARCH whenever the Release lists it.
     wanted_archs = set(architectures or release.architectures) | {"all"}
     families: dict[str, list[IndexFile]] = {}
-    for file in release.files.values():
+    for file in release.files:
         base, _ = _split_compression(file.path)
         parts = base.split("/")
         if len(parts) != 3 or parts[2] not in names or parts[0] not in wanted_components:
@@ -599,7 +599,9 @@ def judge_edge(
                 problems.append(problem)
     packages = _packages(plan, counters, matches, used)
     problems.extend(_expectations(plan, counters, expect))
-    return AptEdgeResult(release, tuple(problems), failing, packages, matches)
+    return AptEdgeResult(
+        release, tuple(problems), failing, tuple(packages.items()), tuple(matches.items())
+    )
 
 
 def _never_fatal(family: IndexFamily) -> bool:
