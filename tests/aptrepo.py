@@ -79,20 +79,28 @@ def publish_two_versions(work: Path, signed: bool = True) -> Published:
     return Published(v1, v2)
 
 
-def publish_by_hash(work: Path) -> Path:
-    """One publish with Acquire-By-Hash: yes (aptly -acquire-by-hash); returns the tree."""
+def _publish_one(work: Path, by_hash: bool) -> Path:
+    """One unsigned aptly publish of hello-cdn 1.0 (`by_hash`: with Acquire-By-Hash);
+    returns the public tree."""
     work.mkdir(parents=True, exist_ok=True)
     config = work / "aptly.conf"
     config.write_text(json.dumps({"rootDir": str(work / "aptly"), "architectures": ["amd64"]}))
     for args in (
         ["repo", "create", f"-distribution={SUITE}", "-component=main", "cdn"],
         ["repo", "add", "cdn", str(_deb(work, "hello-cdn", "1.0"))],
-        ["publish", "repo", "-skip-signing", "-acquire-by-hash", "-architectures=amd64", "cdn"],
+        ["publish", "repo", "-skip-signing", "-architectures=amd64"]
+        + (["-acquire-by-hash"] if by_hash else [])
+        + ["cdn"],
     ):
         subprocess.run(
             ["aptly", f"-config={config}", *args], check=True, capture_output=True, timeout=120
         )
     return work / "aptly" / "public"
+
+
+def publish_by_hash(work: Path) -> Path:
+    """One publish with Acquire-By-Hash: yes (aptly -acquire-by-hash); returns the tree."""
+    return _publish_one(work, by_hash=True)
 
 
 @dataclass
@@ -196,20 +204,7 @@ def sign_release(dists: Path, work: Path, detached: bool = False, armor: bool = 
 def publish_signed(work: Path, by_hash: bool = False) -> tuple[Path, Path]:
     """One aptly publish (hello-cdn 1.0) signed as a distribution signs: InRelease and
     Release + Release.gpg (`by_hash`: with Acquire-By-Hash). Returns (tree, public key)."""
-    work.mkdir(parents=True, exist_ok=True)
-    config = work / "aptly.conf"
-    config.write_text(json.dumps({"rootDir": str(work / "aptly"), "architectures": ["amd64"]}))
-    for args in (
-        ["repo", "create", f"-distribution={SUITE}", "-component=main", "cdn"],
-        ["repo", "add", "cdn", str(_deb(work, "hello-cdn", "1.0"))],
-        ["publish", "repo", "-skip-signing", "-architectures=amd64"]
-        + (["-acquire-by-hash"] if by_hash else [])
-        + ["cdn"],
-    ):
-        subprocess.run(
-            ["aptly", f"-config={config}", *args], check=True, capture_output=True, timeout=120
-        )
-    tree = work / "aptly" / "public"
+    tree = _publish_one(work, by_hash)
     key = sign_release(tree / "dists" / SUITE, work, detached=True)
     stop_gpg_agent(gnupg_dir(work))
     return tree, key

@@ -56,13 +56,9 @@ class GoRun:
     output: str
 
 
-def go(work: Path, proxy: str, *args: str, gosum: str | None = None) -> GoRun:
-    """Runs `go` in a consumer module that requires MODULE, with everything private to work."""
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "go.mod").write_text("module consumer.test/app\n\ngo 1.19\n")
-    if gosum is not None:
-        (work / "go.sum").write_text(gosum)
-    env = {
+def go_env(work: Path, proxy: str, **extra: str) -> dict[str, str]:
+    """`go`'s environment with everything private to work: its caches, no checksum database."""
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(work),
         "GOPROXY": proxy,
@@ -74,9 +70,24 @@ def go(work: Path, proxy: str, *args: str, gosum: str | None = None) -> GoRun:
         "GOCACHE": str(work / "gocache"),
         "GOTOOLCHAIN": "local",
         "GO111MODULE": "on",
+        **extra,
     }
+
+
+def go(work: Path, proxy: str, *args: str, gosum: str | None = None) -> GoRun:
+    """Runs `go` in a consumer module that requires MODULE, with everything private to work."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "go.mod").write_text("module consumer.test/app\n\ngo 1.19\n")
+    if gosum is not None:
+        (work / "go.sum").write_text(gosum)
     proc = subprocess.run(
-        ["go", *args], cwd=work, env=env, capture_output=True, text=True, timeout=120, check=False
+        ["go", *args],
+        cwd=work,
+        env=go_env(work, proxy),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     return GoRun(proc.returncode == 0, proc.stdout + proc.stderr)
 

@@ -26,7 +26,7 @@ import trustme
 from prober.errors import ErrorReason
 from prober.fetch import BufferSink, Fetcher, make_ssl_context
 from prober.model import Edge, Observation
-from tests.goproxy_tree import MODULE, standard_modules
+from tests.goproxy_tree import MODULE, go_env, standard_modules
 from tests.h2faults import BODY, PART, H2FaultEdge
 from tests.lab import HOST, EdgeSpec, Lab
 
@@ -398,21 +398,7 @@ def go_download(
     go() does, plus SSL_CERT_FILE)."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "go.mod").write_text("module consumer.test/app\n\ngo 1.19\n")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(work),
-        "GOPROXY": proxy,
-        "GOFLAGS": "-mod=mod",
-        "GONOSUMDB": "*",
-        "GOSUMDB": "off",
-        "GOPATH": str(work / "gopath"),
-        "GOMODCACHE": str(work / "modcache"),
-        "GOCACHE": str(work / "gocache"),
-        "GOTOOLCHAIN": "local",
-        "GO111MODULE": "on",
-        "SSL_CERT_FILE": ca_file,
-        "GODEBUG": "" if h2 else "http2client=0",
-    }
+    env = go_env(work, proxy, SSL_CERT_FILE=ca_file, GODEBUG="" if h2 else "http2client=0")
     return subprocess.run(
         ["go", "mod", "download", "-json", f"{MODULE}@v1.1.0"],
         cwd=work,

@@ -48,7 +48,7 @@ class Daemon:
         self.reload_ok = True
         self.reload_at: datetime | None = clock()
         self._reload_lock = asyncio.Lock()
-        self._cached: tuple[tuple[object, ...], bytes] = ((), b"")
+        self._cached: tuple[tuple[tuple[object, ...], int], bytes] = (((), 0), b"")
         self.tasks = Tasks(lambda: self.runners, clock)
         self._gzipped: bytes | None = None
         self.over_budget = False
@@ -154,15 +154,19 @@ class Daemon:
         Snapshots are replaced whole on every change, so "the same snapshot objects and
         reload state as last time" means the cached bytes are still exact.
         """
-        key = (*self.snapshots(), self.reload_ok, self.reload_at, sum(self.tasks.outcomes.values()))
-        cached_key, body = self._cached
-        if len(key) != len(cached_key) or any(
-            a is not b and a != b for a, b in zip(key, cached_key, strict=True)
+        # the task counts by value (small ints are not always the same object)
+        tasks = sum(self.tasks.outcomes.values())
+        key = (*self.snapshots(), self.reload_ok, self.reload_at)
+        (cached_key, cached_tasks), body = self._cached
+        if (
+            tasks != cached_tasks
+            or len(key) != len(cached_key)
+            or any(a is not b for a, b in zip(key, cached_key, strict=True))
         ):
             probes, counts = render_counted(self.snapshots())
             self._check_budget(counts)
             body = probes + generate_latest(self.daemon_registry)
-            self._cached = (key, body)
+            self._cached = ((key, tasks), body)
             self._gzipped = None
         return body + generate_latest(self.process_registry)
 

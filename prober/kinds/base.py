@@ -8,7 +8,6 @@ gate and the exporter cannot disagree about a verdict.
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -113,14 +112,9 @@ def tools_for(
         concurrency_total=concurrency_total,
         connections_per_edge=target.connections_per_edge,
         keepalive_s=keepalive_s,
-        **_http_option(target.http),
+        http=target.http,
     )
     return discoverer, fetcher
-
-
-def _http_option(version: str) -> dict[str, str]:
-    # The Fetcher learns HTTP/2 in its own change; until then only HTTP/1.1 is spoken.
-    return {"http": version} if "http" in inspect.signature(Fetcher).parameters else {}
 
 
 async def fetch_pairs(
