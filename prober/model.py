@@ -181,6 +181,9 @@ class AptEdgeResult:
     # verified, not_verified (signed, no keyring given), not_signed, bad_signature, no_pubkey,
     # error; None when no Release was read
     signature: str | None = None
+    # (package name, versions the indexes list) for the names watched: the target's
+    # `expect` and those of the tasks waiting on this cycle
+    versions: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 class CheckProblem(StrEnum):

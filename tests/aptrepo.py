@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.lab import Lab
+
 SUITE = "stable"
 INDEX = "dists/stable/main/binary-amd64"
 
@@ -33,6 +35,20 @@ def _deb(work: Path, name: str, version: str) -> Path:
         ["dpkg-deb", "-Zgzip", "--build", str(root), str(deb)], check=True, capture_output=True
     )
     return deb
+
+
+def serve(lab: Lab, address: str, tree: Path) -> None:
+    """Switch an edge to a publish: the new tree beside, then swapped in by one rename (as a
+    CDN's sync does, one edge at a time)."""
+    root = lab.docroot(address)
+    fresh = root.with_name(root.name + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    shutil.copytree(tree, fresh)
+    old = root.with_name(root.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if root.exists():
+        root.rename(old)
+    fresh.rename(root)
 
 
 @dataclass

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.aptrepo import Published, publish_two_versions, serve
 from tests.faults import FaultEdge
 from tests.knot import KnotLab
-from tests.lab import LOOPBACK_EDGES, EdgeSpec, Lab
+from tests.lab import LOOPBACK_EDGES, EdgeSpec, Lab, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +28,30 @@ def lab(tmp_path: Path, ca: trustme.CA) -> Iterator[Lab]:
     lab = Lab(tmp_path / "lab", ca, [EdgeSpec(a) for a in LOOPBACK_EDGES])
     lab.start()
     try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+# the publish gate's edges: plain HTTP on one port, each with its own publish
+APT_EDGES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
+    """The aptly repository in two publishes (v2 adds world-cdn 1.0)."""
+    return publish_two_versions(tmp_path_factory.mktemp("aptly-two"))
+
+
+@pytest.fixture
+def apt_lab(tmp_path: Path, ca: trustme.CA, published: Published) -> Iterator[Lab]:
+    """APT_EDGES serving the first publish over plain HTTP (lab.http_port)."""
+    lab = Lab(tmp_path / "lab", ca, [EdgeSpec(a) for a in APT_EDGES])
+    lab.http_port = free_port(["127.0.0.2"])
+    lab.start()
+    try:
+        for address in APT_EDGES:
+            serve(lab, address, published.v1)
         yield lab
     finally:
         lab.stop()

@@ -6,53 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-import trustme
-
-from tests.aptrepo import Published, publish_two_versions
-from tests.conftest import ROOT, cdnprobe
-from tests.lab import HOST, EdgeSpec, Lab, free_port
-
-EDGES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
-
-
-@pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
-    return publish_two_versions(tmp_path_factory.mktemp("aptly-wait"))
-
-
-@pytest.fixture
-def apt_lab(tmp_path: Path, ca: trustme.CA, published: Published) -> Iterator[Lab]:
-    lab = Lab(tmp_path / "lab", ca, [EdgeSpec(a) for a in EDGES])
-    lab.http_port = free_port(["127.0.0.2"])
-    lab.start()
-    try:
-        for address in EDGES:
-            serve(lab, address, published.v1)
-        yield lab
-    finally:
-        lab.stop()
-
-
-def serve(lab: Lab, address: str, tree: Path) -> None:
-    """Switch an edge to a publish: the new tree beside, then swapped in by one rename."""
-    root = lab.docroot(address)
-    fresh = root.with_name(root.name + ".new")
-    shutil.rmtree(fresh, ignore_errors=True)
-    shutil.copytree(tree, fresh)
-    old = root.with_name(root.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if root.exists():
-        root.rename(old)
-    fresh.rename(root)
+from tests.aptrepo import Published, serve
+from tests.conftest import APT_EDGES, ROOT, cdnprobe
+from tests.lab import HOST, Lab
 
 
 def start_wait(lab: Lab, *extra: str) -> subprocess.Popen[str]:
@@ -76,7 +37,7 @@ def test_the_gate_opens_in_the_round_after_the_last_edge_switched(
     proc = start_wait(apt_lab, "--every", "1s", "--deadline", "60s")
     switched = {}
     try:
-        for address in EDGES:
+        for address in APT_EDGES:
             time.sleep(2.5)
             serve(apt_lab, address, published.v2)
             switched[address] = time.time()
@@ -86,22 +47,22 @@ def test_the_gate_opens_in_the_round_after_the_last_edge_switched(
     assert code == 0, err
     assert doc["wait"]["converged"] is True
     edges = {e["address"]: e for e in doc["targets"][0]["edges"]}
-    assert {a: e["verdict"] for a, e in edges.items()} == dict.fromkeys(EDGES, "ok")
+    assert {a: e["verdict"] for a, e in edges.items()} == dict.fromkeys(APT_EDGES, "ok")
     rounds = [line for line in err.splitlines() if line.startswith("round ")]
     assert len(rounds) == doc["wait"]["rounds"] >= 4
     assert rounds[0].startswith("round 1: 0 of 3 edges converged; waiting for 127.0.0.2")
     assert rounds[-1] == f"round {len(rounds)}: 3 of 3 edges converged"
     assert "waiting for 127.0.0.4" in rounds[-2]  # the round before saw the last edge lag
-    converged_at = [edges[a]["converged_at"] for a in EDGES]
+    converged_at = [edges[a]["converged_at"] for a in APT_EDGES]
     assert converged_at == sorted(converged_at)  # in the order the edges switched
-    last = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(switched[EDGES[-1]] - 1))
+    last = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(switched[APT_EDGES[-1]] - 1))
     assert converged_at[-1] >= last
 
 
 def test_at_the_deadline_it_exits_1_naming_the_edge_that_never_switched(
     apt_lab: Lab, published: Published
 ) -> None:
-    for address in EDGES[:2]:
+    for address in APT_EDGES[:2]:
         serve(apt_lab, address, published.v2)
     started = time.monotonic()
     code, doc, err = finish(start_wait(apt_lab, "--every", "1s", "--deadline", "4s"))
@@ -121,7 +82,7 @@ def test_a_round_that_overruns_every_is_followed_at_once_never_overlapped(apt_la
     code, doc, _ = finish(start_wait(apt_lab, "--every", "0.01s", "--deadline", "2s"))
     assert code == 1
     inreleases = [line for line in apt_lab.access_log() if "InRelease" in line]
-    assert len(inreleases) == doc["wait"]["rounds"] * len(EDGES)
+    assert len(inreleases) == doc["wait"]["rounds"] * len(APT_EDGES)
 
 
 def test_wait_usage_and_unresolvable_names() -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -65,6 +66,8 @@ class TargetRunner:
         self._pending: tuple[asyncio.Future[TargetSnapshot], list[Callable[[], None]]] | None = None
         self._stopping = False
         self._schedule: asyncio.Task[None] | None = None
+        # names the waiting tasks' expectations need read from the indexes (APT packages)
+        self._watching: Counter[str] = Counter()
 
     def inherit(self, old: TargetRunner) -> None:
         """Keep what an earlier runner of the same target learnt (after a reload)."""
@@ -182,6 +185,18 @@ class TargetRunner:
         if self._on_report is not None:
             self._on_report(self.snapshot)
         return self.snapshot
+
+    def watch(self, names: Iterable[str], *, stop: bool = False) -> None:
+        """Cycles that start from now on also read these package names' versions (for a
+        task's expectations), until the task stops watching them."""
+        from prober.kinds.apt import WATCH  # only APT targets have tasks with expectations
+
+        if stop:
+            self._watching.subtract(names)
+        else:
+            self._watching.update(names)
+        self._watching = +self._watching  # drop names nobody watches any more
+        self._context.memory[WATCH] = frozenset(self._watching)
 
     async def _one_cycle(self) -> TargetReport:
         """One probe of this target's kind, with what the target remembers between cycles."""

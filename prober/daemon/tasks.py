@@ -23,7 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from prober.daemon.runner import TargetRunner
 from prober.kinds.base import Clock, utc_now
-from prober.model import Report, TargetReport
+from prober.model import Kind, Report, TargetReport
 from prober.render import iso_utc, report_json
 from prober.units import parse_duration
 from prober.wait import round_ok
@@ -38,6 +38,18 @@ class TaskInputError(ValueError):
     """A task body that cannot be used: the one line the caller gets with a 400."""
 
 
+def _expect(value: Any) -> tuple[tuple[str, str], ...]:
+    """{"NAME": "VERSION", ...}: the packages every edge's indexes must list (APT)."""
+    if not isinstance(value, dict) or not value:
+        raise ValueError('must be an object of package names and versions, {"NAME": "VERSION"}')
+    pairs = []
+    for name, version in value.items():
+        if not isinstance(version, str) or not name.strip() or not version.strip():
+            raise ValueError(f"{name!r}: a package name and a version string, both non-empty")
+        pairs.append((name.strip(), version.strip()))
+    return tuple(pairs)
+
+
 def _deadline(value: Any) -> float:
     seconds = parse_duration(value)
     if not 0 < seconds <= MAX_DEADLINE_S:
@@ -50,6 +62,7 @@ class TaskRequest(BaseModel):
 
     until: str | None = None
     deadline: Annotated[float, BeforeValidator(_deadline)] = 600.0
+    expect: Annotated[tuple[tuple[str, str], ...], BeforeValidator(_expect)] = ()
 
     @classmethod
     def parse(cls, body: Any) -> TaskRequest:
@@ -64,7 +77,7 @@ class TaskRequest(BaseModel):
             where = ".".join(str(p) for p in error["loc"])
             message = str(error["msg"]).removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
-                message = "unknown field (known: until, deadline)"
+                message = "unknown field (known: until, deadline, expect)"
             raise TaskInputError(f"{where}: {message}") from None
         if request.until not in (None, "converged"):
             raise TaskInputError("until: must be 'converged' or absent")
@@ -118,8 +131,12 @@ class Tasks:
         runner = self._runners().get(target)
         if runner is None:
             return None
+        if request.expect and runner.row.kind is not Kind.APT:
+            raise TaskInputError("expect: only for apt targets")
         self._prune()
         task = Task(secrets.token_hex(8), target, request, self._clock())
+        # before the task's cycle starts, so that cycle reads these packages' versions
+        runner.watch(name for name, _ in request.expect)
         self._tasks[task.id] = task
         job = asyncio.create_task(self._run(task, runner), name=f"task:{task.id}")
         self._running.add(job)
@@ -130,6 +147,12 @@ class Tasks:
         return self._tasks.get(task_id)
 
     async def _run(self, task: Task, runner: TargetRunner) -> None:
+        try:
+            await self._cycles(task, runner)
+        finally:
+            runner.watch((name for name, _ in task.request.expect), stop=True)
+
+    async def _cycles(self, task: Task, runner: TargetRunner) -> None:
         deadline = time.monotonic() + task.request.deadline
         try:
             while True:
@@ -137,6 +160,10 @@ class Tasks:
                 report = snapshot.report
                 if report is None or report.started_at < task.created:
                     raise RuntimeError("the cycle failed; the daemon's log says why")
+                if task.request.expect:
+                    from prober.kinds.apt import with_expect
+
+                    report = with_expect(report, task.request.expect)
                 task.report = report
                 task.consistent = round_ok(Report(report.finished_at, (report,)))
                 if task.request.until != "converged" or task.consistent:

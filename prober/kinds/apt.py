@@ -36,6 +36,7 @@ from prober.validators.apt import (
     ReleaseError,
     Signature,
     detached_signature_problem,
+    expectation_problems,
     index_plan,
     inrelease_fallback,
     judge_edge,
@@ -113,24 +114,66 @@ async def probe(spec: AptSpec, ctx: ProbeContext) -> TargetReport:
     dns = await resolve_edges(Kind.APT, spec.name, spec.host, spec.max_edges, ctx, started)
     if isinstance(dns, TargetReport):
         return dns
+    watch = frozenset(name for name, _ in spec.expect) | ctx.memory.get(WATCH, frozenset())
     objects = await asyncio.gather(
-        *(_suite(spec, s, dns.edges, ctx.fetcher, ctx.clock) for s in spec.suites)
+        *(_suite(spec, s, dns.edges, ctx.fetcher, ctx.clock, watch) for s in spec.suites)
     )
     finished = ctx.clock()
     return TargetReport(spec.name, spec.host, dns, tuple(objects), started, finished, kind=Kind.APT)
 
 
 async def _suite(
-    spec: AptSpec, suite: str, edges: Sequence[Edge], fetcher: Fetcher, clock: Clock
+    spec: AptSpec,
+    suite: str,
+    edges: Sequence[Edge],
+    fetcher: Fetcher,
+    clock: Clock,
+    watch: frozenset[str],
 ) -> ObjectReport:
     base = spec.suite_url(suite)
-    checked = await asyncio.gather(*(_edge(spec, base, edge, fetcher, clock) for edge in edges))
+    checked = await asyncio.gather(
+        *(_edge(spec, base, edge, fetcher, clock, watch) for edge in edges)
+    )
     releases = [(edge, er.observation) for edge, (er, _) in zip(edges, checked, strict=True)]
     results = [(edge.address, result) for edge, (_, result) in zip(edges, checked, strict=True)]
     path = urlsplit(base).path + "InRelease"
     return compare_object(
         base + "InRelease", spec.host, path, releases, kind=Kind.APT, suite=suite, apt=results
     )
+
+
+# ctx.memory key: package names to watch beyond the target's own `expect` (the daemon sets
+# the expectations of the tasks waiting on a cycle; with_expect judges them afterwards)
+WATCH = "apt.watch"
+
+
+def with_expect(report: TargetReport, expect: Sequence[tuple[str, str]]) -> TargetReport:
+    """The report judged again with more NAME=VERSION expectations (a task's): an edge whose
+    indexes do not list one has not converged. The edges' answers are the cycle's own; only
+    the expectation problems are added, and compare_object makes the verdicts as ever."""
+    if not expect:
+        return report
+    objects = []
+    for obj in report.objects:
+        if obj.kind is not Kind.APT or not obj.apt:
+            objects.append(obj)
+            continue
+        apt = []
+        for address, result in obj.apt:
+            known = {(p.reason, p.detail) for p in result.problems}
+            extra = [
+                p
+                for p in expectation_problems(result.versions, expect)
+                if (p.reason, p.detail) not in known
+            ]
+            apt.append((address, replace(result, problems=result.problems + tuple(extra))))
+        observed = [(r.edge, r.observation) for r in obj.results]
+        objects.append(
+            compare_object(
+                obj.url, obj.host, obj.path, observed, kind=Kind.APT, suite=obj.suite, apt=apt
+            )
+        )
+    return replace(report, objects=tuple(objects))
 
 
 def options(spec: AptSpec) -> AptOptions:
@@ -145,7 +188,7 @@ def options(spec: AptSpec) -> AptOptions:
 
 
 async def _edge(
-    spec: AptSpec, base: str, edge: Edge, fetcher: Fetcher, clock: Clock
+    spec: AptSpec, base: str, edge: Edge, fetcher: Fetcher, clock: Clock, watch: frozenset[str]
 ) -> tuple[_EdgeRelease, AptEdgeResult]:
     got = await _release(spec, base, edge, fetcher)
     if got.release is None:
@@ -153,7 +196,7 @@ async def _edge(
         return got, AptEdgeResult(None, (got.problem,), True, (), ())
     opts = options(spec)
     plan = index_plan(got.release, spec.components, spec.architectures, opts, got.sha512)
-    fetched, counters = await _indexes(spec, base, edge, fetcher, got.release, plan)
+    fetched, counters = await _indexes(base, edge, fetcher, plan, watch)
     result = judge_edge(
         got.release, plan, fetched, counters, spec.expect, clock(), opts,
         got.refusals, got.hash_kinds, base, got.file,
@@ -292,14 +335,8 @@ def _parsed(
 
 
 async def _indexes(
-    spec: AptSpec,
-    base: str,
-    edge: Edge,
-    fetcher: Fetcher,
-    release: Release,
-    plan: Sequence[IndexFamily],
+    base: str, edge: Edge, fetcher: Fetcher, plan: Sequence[IndexFamily], watch: frozenset[str]
 ) -> tuple[dict[str, Answer], dict[str, PackageCounter]]:
-    watch = frozenset(name for name, _ in spec.expect)
     counted = {f.counted.path: f.name for f in plan if f.counted is not None}
     # every listed variant (the contract reports each one) and apt's by-hash candidates;
     # validators/apt.py walk then goes through them in apt's order and stops where apt stops

@@ -598,9 +598,15 @@ def judge_edge(
             if problem is not None and variant.path not in seen:
                 problems.append(problem)
     packages = _packages(plan, counters, matches, used)
-    problems.extend(_expectations(plan, counters, expect))
+    versions = seen_versions(plan, counters)
+    problems.extend(expectation_problems(versions, expect))
     return AptEdgeResult(
-        release, tuple(problems), failing, tuple(packages.items()), tuple(matches.items())
+        release,
+        tuple(problems),
+        failing,
+        tuple(packages.items()),
+        tuple(matches.items()),
+        versions=versions,
     )
 
 
@@ -633,21 +639,29 @@ def _packages(
     return packages
 
 
-def _expectations(
-    plan: Sequence[IndexFamily],
-    counters: dict[str, PackageCounter],
-    expect: Sequence[tuple[str, str]],
-) -> list[AptProblem]:
+def seen_versions(
+    plan: Sequence[IndexFamily], counters: dict[str, PackageCounter]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Per watched package name, the versions this edge's indexes list (for the selected
+    components and architectures), sorted: what an expectation is judged against."""
     seen: dict[str, set[str]] = {}
     for family in plan:
         counter = counters.get(family.name)
         if counter is not None:
             for name, versions in counter.versions.items():
                 seen.setdefault(name, set()).update(versions)
+    return tuple((name, tuple(sorted(seen[name]))) for name in sorted(seen))
+
+
+def expectation_problems(
+    versions: Sequence[tuple[str, Sequence[str]]], expect: Iterable[tuple[str, str]]
+) -> list[AptProblem]:
+    """NAME=VERSION pairs an edge's indexes do not list: it has not got that upload."""
+    seen = dict(versions)
     return [
         AptProblem("Packages", Problem.EXPECTED_PACKAGE_MISSING, detail=f"{name}={version}")
         for name, version in expect
-        if version not in seen.get(name, set())
+        if version not in seen.get(name, ())
     ]
 
 
