@@ -136,7 +136,8 @@ class Tasks:
         self._prune()
         task = Task(secrets.token_hex(8), target, request, self._clock())
         # before the task's cycle starts, so that cycle reads these packages' versions
-        runner.watch(name for name, _ in request.expect)
+        if request.expect:
+            runner.watch(name for name, _ in request.expect)
         self._tasks[task.id] = task
         job = asyncio.create_task(self._run(task, runner), name=f"task:{task.id}")
         self._running.add(job)
@@ -150,7 +151,8 @@ class Tasks:
         try:
             await self._cycles(task, runner)
         finally:
-            runner.watch((name for name, _ in task.request.expect), stop=True)
+            if task.request.expect:
+                runner.watch((name for name, _ in task.request.expect), stop=True)
 
     async def _cycles(self, task: Task, runner: TargetRunner) -> None:
         deadline = time.monotonic() + task.request.deadline
