@@ -303,6 +303,12 @@ class AptTarget(_Target):
     check_valid_until: bool = True
     max_future_seconds: float = Field(default=10.0, ge=0, le=86400 * 365)
     http: HttpVersion = Field(default="1.1", description="apt speaks HTTP/1.1")
+    revalidate: RevalidateConfig | None = Field(
+        default=None,
+        description="absent: every index is fetched and hashed every cycle; set: an edge "
+        "whose InRelease is byte-identical to its last one is asked for its indexes with "
+        "its own validators",
+    )
 
     @model_validator(mode="after")
     def _suites_given(self) -> AptTarget:

@@ -199,12 +199,17 @@ class Fetcher:
         return await self._exchange(edge, url, False, None, sinks, _conditional(validators))
 
     async def fetch_into(
-        self, edge: Edge, url: str, make_sink: Callable[[], S] | None
+        self,
+        edge: Edge,
+        url: str,
+        make_sink: Callable[[], S] | None,
+        validators: tuple[str | None, str | None] | None = None,
     ) -> tuple[Observation, S | None]:
         """fetch, also feeding every body chunk to a sink made fresh for each attempt
         (e.g. a decompressing counter); returns the sink of the attempt that counted."""
         sinks: list[S] = []
-        observation = await self._exchange(edge, url, False, make_sink, sinks)
+        conditional = _conditional(validators)
+        observation = await self._exchange(edge, url, False, make_sink, sinks, conditional)
         return observation, sinks[-1] if sinks else None
 
     async def head(self, edge: Edge, url: str) -> Observation:

@@ -65,6 +65,7 @@ class AptSpec:
     by_hash: str | None = None  # yes, no, force; None: what the Release says
     check_valid_until: bool = True
     max_future_seconds: float = 10.0
+    full_every: int | None = None  # revalidate: a full pass every N cycles; None: every cycle
 
     @property
     def host(self) -> str:
@@ -101,6 +102,7 @@ def spec(target: AptTarget) -> AptSpec:
         by_hash=target.by_hash,
         check_valid_until=target.check_valid_until,
         max_future_seconds=target.max_future_seconds,
+        full_every=target.revalidate.full_every if target.revalidate else None,
     )
 
 
@@ -115,31 +117,39 @@ async def probe(spec: AptSpec, ctx: ProbeContext) -> TargetReport:
     if isinstance(dns, TargetReport):
         return dns
     watch = frozenset(name for name, _ in spec.expect) | ctx.memory.get(WATCH, frozenset())
-    objects = await asyncio.gather(
-        *(_suite(spec, s, dns.edges, ctx.fetcher, ctx.clock, watch) for s in spec.suites)
-    )
+    reval = _revalidation(spec, ctx)
+    if reval is not None:
+        reval.start_cycle({e.address for e in dns.edges})
+    tools = _Tools(ctx.fetcher, ctx.clock, watch, reval)
+    objects = await asyncio.gather(*(_suite(spec, s, dns.edges, tools) for s in spec.suites))
+    if reval is not None:
+        reval.end_cycle(objects)
     finished = ctx.clock()
     return TargetReport(spec.name, spec.host, dns, tuple(objects), started, finished, kind=Kind.APT)
 
 
-async def _suite(
-    spec: AptSpec,
-    suite: str,
-    edges: Sequence[Edge],
-    fetcher: Fetcher,
-    clock: Clock,
-    watch: frozenset[str],
-) -> ObjectReport:
+@dataclass(frozen=True, slots=True)
+class _Tools:
+    """What one cycle's edges share: the fetcher, the clock, the package names to read and
+    (opt-in) the revalidation state."""
+
+    fetcher: Fetcher
+    clock: Clock
+    watch: frozenset[str]
+    reval: AptRevalidation | None
+
+
+async def _suite(spec: AptSpec, suite: str, edges: Sequence[Edge], tools: _Tools) -> ObjectReport:
     base = spec.suite_url(suite)
-    checked = await asyncio.gather(
-        *(_edge(spec, base, edge, fetcher, clock, watch) for edge in edges)
-    )
+    checked = await asyncio.gather(*(_edge(spec, base, edge, tools) for edge in edges))
     releases = [(edge, er.observation) for edge, (er, _) in zip(edges, checked, strict=True)]
     results = [(edge.address, result) for edge, (_, result) in zip(edges, checked, strict=True)]
     path = urlsplit(base).path + "InRelease"
+    notes = tools.reval.note(releases) if tools.reval is not None else ()
     return compare_object(
-        base + "InRelease", spec.host, path, releases, kind=Kind.APT, suite=suite, apt=results
-    )
+        base + "InRelease", spec.host, path, releases, kind=Kind.APT, suite=suite, apt=results,
+        notes=notes,
+    )  # fmt: skip
 
 
 # ctx.memory key: package names to watch beyond the target's own `expect` (the daemon sets
@@ -188,17 +198,22 @@ def options(spec: AptSpec) -> AptOptions:
 
 
 async def _edge(
-    spec: AptSpec, base: str, edge: Edge, fetcher: Fetcher, clock: Clock, watch: frozenset[str]
+    spec: AptSpec, base: str, edge: Edge, tools: _Tools
 ) -> tuple[_EdgeRelease, AptEdgeResult]:
-    got = await _release(spec, base, edge, fetcher)
+    got = await _release(spec, base, edge, tools.fetcher)
+    # revalidation: only an edge whose InRelease is byte-identical to its last one is asked
+    # for its indexes with its own validators (a new publish is fetched in full at once)
+    same = tools.reval is not None and tools.reval.same_release(edge, base, got.observation)
     if got.release is None:
         assert got.problem is not None
         return got, AptEdgeResult(None, (got.problem,), True, (), ())
     opts = options(spec)
     plan = index_plan(got.release, spec.components, spec.architectures, opts, got.sha512)
-    fetched, counters = await _indexes(base, edge, fetcher, plan, watch)
+    fetched, counters, age = await _indexes(base, edge, tools, plan, same)
+    if age is not None:
+        got.observation = replace(got.observation, revalidated=True, hash_age_cycles=age)
     result = judge_edge(
-        got.release, plan, fetched, counters, spec.expect, clock(), opts,
+        got.release, plan, fetched, counters, spec.expect, tools.clock(), opts,
         got.refusals, got.hash_kinds, base, got.file,
     )  # fmt: skip
     signature = str(got.signature) if got.signature is not None else None
@@ -335,8 +350,13 @@ def _parsed(
 
 
 async def _indexes(
-    base: str, edge: Edge, fetcher: Fetcher, plan: Sequence[IndexFamily], watch: frozenset[str]
-) -> tuple[dict[str, Answer], dict[str, PackageCounter]]:
+    base: str, edge: Edge, tools: _Tools, plan: Sequence[IndexFamily], same: bool
+) -> tuple[dict[str, Answer], dict[str, PackageCounter], int | None]:
+    """Every index the plan names, from this edge. With `same` (revalidation, the edge's
+    InRelease unchanged), each is asked with the edge's own last validators and a 304 reuses
+    what its last full answer said; the third value is then the oldest reused answer's age
+    in cycles (None: everything was fetched and read in full)."""
+    fetcher, watch, reval = tools.fetcher, tools.watch, tools.reval
     counted = {f.counted.path: f.name for f in plan if f.counted is not None}
     # every listed variant (the contract reports each one) and apt's by-hash candidates;
     # validators/apt.py walk then goes through them in apt's order and stops where apt stops
@@ -344,18 +364,121 @@ async def _indexes(
         c.path for f in plan for c in f.candidates if c.by_hash
     ]))  # fmt: skip
 
+    ages: list[int] = []
+
     async def one(path: str) -> tuple[str, Answer, PackageCounter | None]:
-        family = counted.get(path)
+        url, family = base + path, counted.get(path)
         make = (lambda: PackageCounter(_suffix(path), watch)) if family else None
-        obs, counter = await _follow(fetcher, edge, base + path, make)
+        kept = reval.kept_for(edge, url, watch) if reval is not None and same else None
+        validators = (kept.etag, kept.last_modified) if kept is not None else None
+        obs, counter = await fetcher.fetch_into(edge, url, make, validators)
+        if kept is not None and obs.status == 304 and obs.error is None:
+            ages.append(reval.cycle - kept.cycle if reval is not None else 0)
+            return path, kept.answer, kept.counter
+        redirected = obs.status is not None and 300 <= obs.status < 400 and bool(obs.location)
+        if redirected:
+            obs, counter = await _follow(fetcher, edge, url, make)  # never kept: not this URL's
         if counter is not None:
             counter.finish()
+        if reval is not None and not redirected:
+            reval.keep(edge, url, obs, _answer(obs), counter, watch)
         return path, _answer(obs), counter
 
     found = await asyncio.gather(*(one(p) for p in paths))
     fetched = {path: got for path, got, _ in found}
     counters = {counted[path]: c for path, _, c in found if c is not None and path in counted}
-    return fetched, counters
+    return fetched, counters, max(ages) if ages else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """An index as this edge last served it in full, and what reading it found."""
+
+    answer: Answer
+    etag: str | None
+    last_modified: str | None
+    counter: PackageCounter | None  # finished; read for these names:
+    watch: frozenset[str]
+    cycle: int
+
+
+@dataclass(slots=True)
+class AptRevalidation:
+    """Bytes only when they changed, for APT (opt-in: `revalidate`). Every cycle fetches each
+    edge's InRelease in full; an edge whose InRelease is byte-identical to its last one is
+    asked for each index with its *own* last validators, and a 304 reuses its last full
+    answer (hash, size, package count and versions). A full pass runs every `full_every`
+    cycles and at once after a suite's reference changed. A 304 cannot prove the bytes: an
+    edge that corrupts an index in place without changing its validators is seen at the next
+    full pass."""
+
+    full_every: int
+    cycle: int = 0
+    full: bool = True
+    force_full: bool = True
+    releases: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    kept: dict[tuple[str, str], _Kept] = field(default_factory=dict)
+    references: dict[str, str | None] = field(default_factory=dict)
+
+    def start_cycle(self, addresses: set[str]) -> None:
+        self.cycle += 1
+        self.full = self.force_full or self.cycle % self.full_every == 0
+        self.force_full = False
+        for table in (self.releases, self.kept):
+            for key in [k for k in table if k[0] not in addresses]:
+                del table[key]  # an edge that left DNS
+
+    def same_release(self, edge: Edge, base: str, obs: Observation) -> bool:
+        key = (edge.address, base)
+        last, self.releases[key] = self.releases.get(key), obs.sha256 if _ok(obs) else None
+        return not self.full and obs.sha256 is not None and last == obs.sha256 and _ok(obs)
+
+    def kept_for(self, edge: Edge, url: str, watch: frozenset[str]) -> _Kept | None:
+        kept = self.kept.get((edge.address, url))
+        # a name a task asks for that the kept reading did not look for: read it again
+        return kept if kept is not None and watch <= kept.watch else None
+
+    def keep(
+        self,
+        edge: Edge,
+        url: str,
+        obs: Observation,
+        answer: Answer,
+        counter: PackageCounter | None,
+        watch: frozenset[str],
+    ) -> None:
+        key = (edge.address, url)
+        if _ok(obs) and (obs.etag or obs.last_modified):
+            self.kept[key] = _Kept(answer, obs.etag, obs.last_modified, counter, watch, self.cycle)
+        else:
+            self.kept.pop(key, None)  # nothing to revalidate with: a full fetch next time
+
+    def end_cycle(self, objects: Sequence[ObjectReport]) -> None:
+        for obj in objects:
+            sha = obj.reference.sha256 if obj.reference else None
+            if self.references.get(obj.path, sha) != sha:
+                self.force_full = True  # a new publish: every index in full next cycle
+            self.references[obj.path] = sha
+
+    def note(self, releases: Sequence[tuple[Edge, Observation]]) -> tuple[str, ...]:
+        reused = [e.address for e, obs in releases if obs.revalidated]
+        if not reused:
+            return ()
+        oldest = max(obs.hash_age_cycles for _, obs in releases)
+        return (
+            f"revalidated: {len(reused)} edges' InRelease unchanged and their indexes answered "
+            f"304; their index hashes are up to {oldest} cycles old (a full pass every "
+            f"{self.full_every} cycles)",
+        )
+
+
+def _revalidation(spec: AptSpec, ctx: ProbeContext) -> AptRevalidation | None:
+    if spec.full_every is None:
+        return None
+    found = ctx.memory.get("apt.revalidation")
+    if not isinstance(found, AptRevalidation) or found.full_every != spec.full_every:
+        found = ctx.memory["apt.revalidation"] = AptRevalidation(spec.full_every)
+    return found
 
 
 def _suffix(path: str) -> str:
