@@ -347,6 +347,7 @@ class TargetReport:
     dns_error: str | None = None  # set when the name resolved to no address
     dns_rcode: str | None = None
     kind: Kind = Kind.PLAIN
+    origins: tuple[str, ...] = ()  # addresses asked besides the edges: the origin's
 
     @property
     def edges(self) -> tuple[Edge, ...]:

@@ -94,3 +94,34 @@ def test_an_in_place_corruption_is_caught_at_the_next_full_pass(
             break
         assert ages(scrape)[EDGE] == n - 1  # reused, and said so
     assert seen_at == 4
+
+
+def test_the_origin_is_revalidated_too_and_its_bytes_are_counted(lab: Lab, tmp_path: Path) -> None:
+    """With `origin:`, the origin is one more server asked with its own last validators;
+    what it sends is counted under its own address."""
+    lab.write(PATH, os.urandom(SIZE), mtime=MTIME)
+    origin, *edges = [e.address for e in lab.edges]  # the origin is no edge
+    lab.set_dns("repo.test", edges)
+    lab.set_dns("origin.test", [origin])
+    config = tmp_path / "origin.yaml"
+    config.write_text(
+        "dns_min_interval: 0s\ntargets:\n  - name: repo\n"
+        f"    url: https://repo.test:{lab.port}\n    paths: [{PATH}]\n    interval: 1h\n"
+        f"    origin: https://origin.test:{lab.port}\n"
+        f'    resolvers: ["{lab.resolver}"]\n    ca_file: {lab.ca_file}\n'
+        "    revalidate: {full_every: 4}\n"
+    )
+    daemon = RunningDaemon(config).start()
+    try:
+        first = daemon.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="repo") or 0) >= 1)
+        assert received(first) == SIZE * (len(edges) + 1)  # every edge, and the origin
+        labels = {"target": "repo", "address": origin}
+        assert first.get("cdnprobe_received_bytes_total", **labels) == SIZE
+        before = len(lab.access_log())
+        second = cycle(daemon)
+    finally:
+        daemon.kill()
+    asked = [line for line in lab.access_log()[before:] if PATH in line]
+    assert len(asked) == len(edges) + 1 and all('" 304 ' in line for line in asked)
+    assert received(second) == received(first)
+    assert second.get("cdnprobe_object_variants", path=PATH) == 1

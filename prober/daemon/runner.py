@@ -224,9 +224,10 @@ class TargetRunner:
         )
 
     def _received(self, report: TargetReport) -> dict[str, int]:
-        """Body bytes received per edge (the fetcher counts every exchange, index files and
-        origins included); edges that left DNS are forgotten, their series removed."""
-        present = {e.address for e in report.edges}
+        """Body bytes received per address (the fetcher counts every exchange, index files
+        and origins included); an edge that left DNS, or an origin no longer asked, is
+        forgotten, its series removed."""
+        present = {e.address for e in report.edges} | set(report.origins)
         received = self._fetcher.received
         for address in [a for a in received if a not in present]:
             del received[address]

@@ -115,8 +115,10 @@ async def probe(spec: ChecksumSpec, ctx: ProbeContext) -> TargetReport:
         e.address: _manifest(obs, sink) for e, (obs, sink) in zip(edges, fetched, strict=True)
     }
     source = "manifest on the same edge"
+    origins: tuple[str, ...] = ()
     if spec.origin:
-        manifests = dict.fromkeys(manifests, await _origin_manifest(spec, ctx))
+        origin, origins = await _origin_manifest(spec, ctx)
+        manifests = dict.fromkeys(manifests, origin)
         source = "manifest on the origin"
     observed = [(e, obs) for e, (obs, _) in zip(edges, fetched, strict=True)]
     path = urlsplit(spec.manifest_url).path
@@ -132,17 +134,21 @@ async def probe(spec: ChecksumSpec, ctx: ProbeContext) -> TargetReport:
         )
     finished = ctx.clock()
     return TargetReport(
-        spec.name, spec.host, dns, tuple(objects), started, finished, kind=Kind.CHECKSUMS
-    )
+        spec.name, spec.host, dns, tuple(objects), started, finished, kind=Kind.CHECKSUMS,
+        origins=origins,
+    )  # fmt: skip
 
 
-async def _origin_manifest(spec: ChecksumSpec, ctx: ProbeContext) -> Manifest | None:
+async def _origin_manifest(
+    spec: ChecksumSpec, ctx: ProbeContext
+) -> tuple[Manifest | None, tuple[str, ...]]:
+    """The origin's manifest, and the address it was asked at (none if not resolved)."""
     assert spec.origin is not None
     url = spec.origin.rstrip("/") + urlsplit(spec.manifest_url).path
     edge = await first_address(urlsplit(url).hostname or "", ctx)
     if isinstance(edge, DiscoveryError):
-        return None
-    return _manifest(*await ctx.fetcher.fetch_into(edge, url, BufferSink))
+        return None, ()
+    return _manifest(*await ctx.fetcher.fetch_into(edge, url, BufferSink)), (edge.address,)
 
 
 def _manifest(obs: Observation, sink: BufferSink | None) -> Manifest | None:

@@ -83,10 +83,11 @@ async def probe(spec: PlainSpec, ctx: ProbeContext) -> TargetReport:
     await ctx.fetcher.forget(keep)
     revalidation = _revalidation(spec, ctx)
     if revalidation is not None:
-        revalidation.start_cycle({e.address for e in dns.edges})
+        kept = {e.address for e in dns.edges} | ({origin_edge.address} if origin_edge else set())
+        revalidation.start_cycle(kept)
     observed, origins = await asyncio.gather(
         _fetch_all(ctx, dns.edges, spec.urls, revalidation),
-        _fetch_origin(ctx.fetcher, spec, origin_edge),
+        _fetch_origin(ctx.fetcher, spec, origin_edge, revalidation),
     )
     now = ctx.clock()
     objects = tuple(
@@ -105,7 +106,10 @@ async def probe(spec: PlainSpec, ctx: ProbeContext) -> TargetReport:
     )
     if revalidation is not None:
         revalidation.end_cycle(objects)
-    return TargetReport(spec.name, spec.host, dns, objects, started, now, kind=Kind.PLAIN)
+    asked = (origin_edge.address,) if origin_edge else ()
+    return TargetReport(
+        spec.name, spec.host, dns, objects, started, now, kind=Kind.PLAIN, origins=asked
+    )
 
 
 async def _fetch_all(
@@ -124,12 +128,15 @@ async def _fetch_all(
 
 
 async def _fetch_origin(
-    fetcher: Fetcher, spec: PlainSpec, edge: Edge | None
+    fetcher: Fetcher, spec: PlainSpec, edge: Edge | None, revalidation: Revalidation | None
 ) -> dict[str, Observation]:
+    """The origin's copies; with revalidation, the origin too is asked with its own last
+    validators (it is one more server whose unchanged bytes need not be sent again)."""
     if edge is None or not spec.origin:
         return {}
     origin = spec.origin
-    found = await asyncio.gather(*(fetcher.fetch(edge, origin_url(origin, u)) for u in spec.urls))
+    fetch = revalidation.fetcher(fetcher) if revalidation else fetcher.fetch
+    found = await asyncio.gather(*(fetch(edge, origin_url(origin, u)) for u in spec.urls))
     return dict(zip(spec.urls, found, strict=True))
 
 
