@@ -157,7 +157,10 @@ def test_unknown_targets_and_ids_are_404_and_fetch_nothing(lab: Lab, daemon: Run
         (b"[1, 2]", "bad task body: the body must be a JSON object"),
         (b'{"until": "forever"}', "bad task body: until: must be 'converged' or absent"),
         (b'{"deadline": "soon"}', "bad task body: deadline: expected a duration"),
-        (b'{"colour": "red"}', "bad task body: colour: unknown field (known: until, deadline, expect)"),
+        (
+            b'{"colour": "red"}',
+            "bad task body: colour: unknown field (known: until, deadline, expect)",
+        ),
     ],
 )
 def test_bad_input_is_400_with_one_line(daemon: RunningDaemon, body: bytes, error: str) -> None:
