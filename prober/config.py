@@ -329,6 +329,11 @@ class GoproxyTarget(_Target):
         default_factory=list, max_length=100, description="module or module@version"
     )
     http: HttpVersion = Field(default="auto", description="go speaks HTTP/2 where offered")
+    revalidate: RevalidateConfig | None = Field(
+        default=None,
+        description="absent: every file is fetched and read every cycle; set: each edge is "
+        "asked with its own validators, a 304 reuses its last reading (the zip's h1: check)",
+    )
 
     @model_validator(mode="after")
     def _modules_given(self) -> GoproxyTarget:
@@ -359,12 +364,22 @@ class ChecksumsTarget(_Target):
         "(a HEAD per cycle), hash an artifact fully only every N cycles (1: every cycle)",
     )
     http: HttpVersion = Field(default="auto", description="HTTP version: 1.1, 2 or auto (ALPN)")
+    revalidate: RevalidateConfig | None = Field(
+        default=None,
+        description="absent: every file is fetched and hashed every cycle; set: each edge is "
+        "asked with its own validators, a 304 reuses its last hash (and its manifest as read); "
+        "not with rehash_every above 1",
+    )
 
     @model_validator(mode="after")
     def _manifest_given(self) -> ChecksumsTarget:
         if not self.manifest:
             raise _FieldError("manifest", "required for type checksums, e.g. /dl/SHA256SUMS")
         self._no_paths("not used by type checksums")
+        if self.revalidate is not None and self.rehash_every > 1:
+            # both reuse an artifact's last hash, by other evidence (a 304, a HEAD): one rule
+            # per target, so that a reused hash's age always means one thing
+            raise _FieldError("revalidate", "not together with rehash_every above 1: choose one")
         return self
 
 

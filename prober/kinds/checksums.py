@@ -14,6 +14,13 @@ from prober.config import ChecksumsTarget
 from prober.errors import DiscoveryError
 from prober.fetch import BufferSink, Fetcher
 from prober.kinds.base import KindSpec, ProbeContext, first_address, resolve_edges
+from prober.kinds.revalidation import (
+    NO_SINK,
+    Revalidation,
+    fetch_read,
+    no_reading,
+    revalidation_for,
+)
 from prober.model import Edge, Kind, ObjectReport, Observation, TargetReport
 from prober.validators.checks import artifact_check
 from prober.validators.checksums import ManifestEntry, ManifestError, parse_manifest
@@ -29,6 +36,7 @@ class ChecksumSpec:
     origin: str | None = None  # a base URL to read the manifest from instead of each edge
     max_edges: int = 256
     rehash_every: int = 1  # daemon: full hash every N cycles at least (1: every cycle)
+    full_every: int | None = None  # revalidate: a full pass every N cycles; None: every cycle
 
     @property
     def host(self) -> str:
@@ -37,9 +45,10 @@ class ChecksumSpec:
 
 def spec(target: ChecksumsTarget) -> ChecksumSpec:
     manifest = target.url.rstrip("/") + (target.manifest or "")
+    full_every = target.revalidate.full_every if target.revalidate else None
     return ChecksumSpec(
         target.name, manifest, tuple(target.artifacts), target.origin, target.max_edges,
-        target.rehash_every,
+        target.rehash_every, full_every,
     )  # fmt: skip
 
 
@@ -96,6 +105,31 @@ def _rehash_cache(spec: ChecksumSpec, ctx: ProbeContext) -> RehashCache | None:
     return cache
 
 
+@dataclass(frozen=True, slots=True)
+class _Tools:
+    """What one cycle's fetches share: the fetcher and the opt-in reuse of hashes, either
+    `rehash` (rehash_every, by HEAD) or `reval` (revalidate, by 304); never both (config)."""
+
+    fetcher: Fetcher
+    rehash: RehashCache | None = None
+    reval: Revalidation | None = None
+
+    async def manifest(self, edge: Edge, url: str) -> tuple[Observation, Manifest | None]:
+        """The edge's manifest as parsed; with revalidation, a 304 gives the edge's own last
+        one (never another edge's)."""
+        return await fetch_read(self.fetcher, self.reval, edge, url, BufferSink, _read_manifest)
+
+    async def artifact(self, edge: Edge, url: str) -> Observation:
+        if self.reval is not None:
+            observation, _ = await self.reval.fetch_read(
+                self.fetcher, edge, url, NO_SINK, no_reading
+            )
+            return observation
+        if self.rehash is not None:
+            return await self.rehash.fetch(self.fetcher, edge, url)
+        return await self.fetcher.fetch(edge, url)
+
+
 async def probe(spec: ChecksumSpec, ctx: ProbeContext) -> TargetReport:
     started = ctx.clock()
     rehash = _rehash_cache(spec, ctx)
@@ -105,33 +139,37 @@ async def probe(spec: ChecksumSpec, ctx: ProbeContext) -> TargetReport:
     if isinstance(dns, TargetReport):
         return dns
     edges = dns.edges
+    origin_edge = await _origin_edge(spec, ctx) if spec.origin else None
+    addresses = {e.address for e in edges} | ({origin_edge.address} if origin_edge else set())
     if rehash is not None:
-        rehash.keep({e.address for e in edges})
-    fetcher = ctx.fetcher
-    fetched = await asyncio.gather(
-        *(fetcher.fetch_into(e, spec.manifest_url, BufferSink) for e in edges)
-    )
-    manifests = {
-        e.address: _manifest(obs, sink) for e, (obs, sink) in zip(edges, fetched, strict=True)
-    }
+        rehash.keep(addresses)
+    reval = revalidation_for(spec.full_every, ctx.memory)
+    if reval is not None:
+        reval.start_cycle(addresses)
+    tools = _Tools(ctx.fetcher, rehash, reval)
+    fetched = await asyncio.gather(*(tools.manifest(e, spec.manifest_url) for e in edges))
+    manifests = {e.address: m for e, (_, m) in zip(edges, fetched, strict=True)}
     source = "manifest on the same edge"
     origins: tuple[str, ...] = ()
     if spec.origin:
-        origin, origins = await _origin_manifest(spec, ctx)
+        origin = await _origin_manifest(spec, origin_edge, tools)
         manifests = dict.fromkeys(manifests, origin)
         source = "manifest on the origin"
+        origins = (origin_edge.address,) if origin_edge else ()
     observed = [(e, obs) for e, (obs, _) in zip(edges, fetched, strict=True)]
     path = urlsplit(spec.manifest_url).path
+    notes = reval.note(observed, "manifests (as parsed)") if reval is not None else ()
     manifest_obj = compare_object(
-        spec.manifest_url, spec.host, path, observed, kind=Kind.CHECKSUMS, name="manifest"
-    )
+        spec.manifest_url, spec.host, path, observed, kind=Kind.CHECKSUMS, name="manifest",
+        notes=notes,
+    )  # fmt: skip
     names = spec.artifacts or tuple(sorted({n for m in manifests.values() if m for n in m}))
     directory = spec.manifest_url.rsplit("/", 1)[0] + "/"
     objects = [manifest_obj]
     for name in names:
-        objects.append(
-            await _artifact(name, directory + name, edges, manifests, source, fetcher, rehash)
-        )
+        objects.append(await _artifact(name, directory + name, edges, manifests, source, tools))
+    if reval is not None:
+        reval.end_cycle(objects)
     finished = ctx.clock()
     return TargetReport(
         spec.name, spec.host, dns, tuple(objects), started, finished, kind=Kind.CHECKSUMS,
@@ -139,16 +177,29 @@ async def probe(spec: ChecksumSpec, ctx: ProbeContext) -> TargetReport:
     )  # fmt: skip
 
 
-async def _origin_manifest(
-    spec: ChecksumSpec, ctx: ProbeContext
-) -> tuple[Manifest | None, tuple[str, ...]]:
-    """The origin's manifest, and the address it was asked at (none if not resolved)."""
+async def _origin_edge(spec: ChecksumSpec, ctx: ProbeContext) -> Edge | None:
+    """The origin's address (its first), or None if its name did not resolve."""
     assert spec.origin is not None
+    edge = await first_address(urlsplit(spec.origin).hostname or "", ctx)
+    return None if isinstance(edge, DiscoveryError) else edge
+
+
+async def _origin_manifest(spec: ChecksumSpec, edge: Edge | None, tools: _Tools) -> Manifest | None:
+    """The origin's manifest (none if its name did not resolve). With revalidation the
+    origin too is asked with its own last validators; a new manifest there (another
+    reference for every artifact) makes the next cycle a full pass."""
+    assert spec.origin is not None
+    if edge is None:
+        return None
     url = spec.origin.rstrip("/") + urlsplit(spec.manifest_url).path
-    edge = await first_address(urlsplit(url).hostname or "", ctx)
-    if isinstance(edge, DiscoveryError):
-        return None, ()
-    return _manifest(*await ctx.fetcher.fetch_into(edge, url, BufferSink)), (edge.address,)
+    obs, manifest = await tools.manifest(edge, url)
+    if tools.reval is not None:
+        tools.reval.saw(url, obs.sha256 if obs.complete and obs.status == 200 else None)
+    return manifest
+
+
+async def _read_manifest(obs: Observation, sink: BufferSink | None) -> Manifest | None:
+    return _manifest(obs, sink)
 
 
 def _manifest(obs: Observation, sink: BufferSink | None) -> Manifest | None:
@@ -166,23 +217,20 @@ async def _artifact(
     edges: Sequence[Edge],
     manifests: dict[str, Manifest | None],
     source: str,
-    fetcher: Fetcher,
-    rehash: RehashCache | None = None,
+    tools: _Tools,
 ) -> ObjectReport:
-    if rehash is None:
-        found = await asyncio.gather(*(fetcher.fetch(e, url) for e in edges))
-    else:
-        found = await asyncio.gather(*(rehash.fetch(fetcher, e, url) for e in edges))
+    found = await asyncio.gather(*(tools.artifact(e, url) for e in edges))
     checks = []
     for edge, obs in zip(edges, found, strict=True):
         manifest = manifests.get(edge.address)
         entry = manifest.get(name) if manifest else None
         checks.append(artifact_check(edge.address, obs, entry, manifest is not None, source))
-    reused = [e.address for e, obs in zip(edges, found, strict=True) if obs.hash_age_cycles]
-    notes: tuple[str, ...] = ()
-    if reused:
-        notes = (f"hash reused on {len(reused)} edges: metadata unchanged (HEAD), rehash_every",)
     observed = list(zip(edges, found, strict=True))
+    notes: tuple[str, ...] = ()
+    if tools.reval is not None:
+        notes = tools.reval.note(observed, "hashes")
+    elif reused := [e.address for e, obs in observed if obs.hash_age_cycles]:
+        notes = (f"hash reused on {len(reused)} edges: metadata unchanged (HEAD), rehash_every",)
     host = urlsplit(url).hostname or ""
     return compare_object(
         url, host, urlsplit(url).path, observed,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from prober.compare import compare_object
@@ -12,7 +12,8 @@ from prober.config import PlainTarget
 from prober.errors import DiscoveryError
 from prober.fetch import Fetcher
 from prober.kinds.base import KindSpec, ProbeContext, fetch_pairs, first_address, resolve_edges
-from prober.model import Edge, Kind, ObjectReport, Observation, TargetReport
+from prober.kinds.revalidation import Revalidation, revalidation_for
+from prober.model import Edge, Kind, Observation, TargetReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ async def probe(spec: PlainSpec, ctx: ProbeContext) -> TargetReport:
             origin_edge = found
     keep = set(dns.edges) | ({origin_edge} if origin_edge else set())
     await ctx.fetcher.forget(keep)
-    revalidation = _revalidation(spec, ctx)
+    revalidation = revalidation_for(spec.full_every, ctx.memory)
     if revalidation is not None:
         kept = {e.address for e in dns.edges} | ({origin_edge.address} if origin_edge else set())
         revalidation.start_cycle(kept)
@@ -138,68 +139,6 @@ async def _fetch_origin(
     fetch = revalidation.fetcher(fetcher) if revalidation else fetcher.fetch
     found = await asyncio.gather(*(fetch(edge, origin_url(origin, u)) for u in spec.urls))
     return dict(zip(spec.urls, found, strict=True))
-
-
-@dataclass(slots=True)
-class Revalidation:
-    """Bytes only when they changed (opt-in: `revalidate`). Between full passes each edge is
-    asked with its *own* last validators; its 304 reuses its own last full hash, labelled with
-    its age. A full pass runs every `full_every` cycles and at once (the next cycle) after a
-    reference changed. What a 304 cannot prove: an edge that corrupts bytes in place without
-    changing its validators looks unchanged until the next full pass hashes it."""
-
-    full_every: int
-    cycle: int = 0
-    full: bool = True
-    force_full: bool = True
-    last: dict[tuple[str, str], tuple[Observation, int]] = field(default_factory=dict)
-    references: dict[str, str | None] = field(default_factory=dict)
-
-    def start_cycle(self, addresses: set[str]) -> None:
-        self.cycle += 1
-        self.full = self.force_full or self.cycle % self.full_every == 0
-        self.force_full = False
-        for key in [k for k in self.last if k[0] not in addresses]:
-            del self.last[key]  # an edge that left DNS
-
-    def end_cycle(self, objects: Sequence[ObjectReport]) -> None:
-        for obj in objects:
-            sha = obj.reference.sha256 if obj.reference else None
-            if self.references.get(obj.path, sha) != sha:
-                self.force_full = True  # the reference changed: hash everything next cycle
-            self.references[obj.path] = sha
-
-    def fetcher(self, fetcher: Fetcher) -> Callable[[Edge, str], Awaitable[Observation]]:
-        async def fetch(edge: Edge, url: str) -> Observation:
-            key = (edge.address, url)
-            previous = self.last.get(key)
-            if self.full or previous is None:
-                observation = await fetcher.fetch(edge, url)
-            else:
-                full, cycle = previous
-                observation = await fetcher.fetch(edge, url, (full.etag, full.last_modified))
-                if observation.status == 304 and observation.error is None:
-                    age = self.cycle - cycle
-                    return replace(
-                        full, elapsed_s=observation.elapsed_s, hash_age_cycles=age,
-                        revalidated=True, http_version=observation.http_version,
-                    )  # fmt: skip
-            if observation.complete and (observation.etag or observation.last_modified):
-                self.last[key] = (observation, self.cycle)
-            else:
-                self.last.pop(key, None)  # nothing to revalidate with: a full fetch next time
-            return observation
-
-        return fetch
-
-
-def _revalidation(spec: PlainSpec, ctx: ProbeContext) -> Revalidation | None:
-    if spec.full_every is None:
-        return None
-    found = ctx.memory.get("revalidation")
-    if not isinstance(found, Revalidation) or found.full_every != spec.full_every:
-        found = ctx.memory["revalidation"] = Revalidation(spec.full_every)
-    return found
 
 
 KIND = KindSpec(Kind.PLAIN, spec, probe, paths)

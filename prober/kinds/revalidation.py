@@ -1,0 +1,153 @@
+"""Bytes only when they changed (opt-in per target: `revalidate: {full_every: N}`), for the
+kinds that fetch whole files: plain, goproxy and checksums. APT's own, gated by each edge's
+InRelease, is AptRevalidation in apt.py.
+
+Between full passes each edge is asked with its *own* last validators (If-None-Match /
+If-Modified-Since); its 304 reuses its own last full answer and what reading it found (a
+kind's own: a zip's h1: check, a parsed manifest), labelled with its age. A full pass runs
+every `full_every` cycles and at once (the next cycle) after a reference changed. What a 304
+cannot prove: an edge that corrupts bytes in place without changing its validators looks
+unchanged until the next full pass hashes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar, cast
+
+from prober.fetch import Fetcher, S, Sink
+from prober.model import Edge, ObjectReport, Observation
+
+T = TypeVar("T")
+Read = Callable[[Observation, S | None], Awaitable[T]]
+MEMORY = "revalidation"  # its key in a target's ProbeContext.memory
+NO_SINK: Callable[[], Sink] | None = None  # a body that is hashed only, not read
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """An edge's last full answer to one URL, what reading it found, and when."""
+
+    observation: Observation
+    value: Any  # the kind's reading of the body (None when the observation is all it needs)
+    cycle: int
+
+
+@dataclass(slots=True)
+class Revalidation:
+    """One target's revalidation state across cycles, keyed by (edge address, URL): nothing
+    is ever reused across edges."""
+
+    full_every: int
+    cycle: int = 0
+    full: bool = True
+    force_full: bool = True
+    last: dict[tuple[str, str], Kept] = field(default_factory=dict)
+    references: dict[str, str | None] = field(default_factory=dict)
+
+    def start_cycle(self, addresses: set[str]) -> None:
+        self.cycle += 1
+        self.full = self.force_full or self.cycle % self.full_every == 0
+        self.force_full = False
+        for key in [k for k in self.last if k[0] not in addresses]:
+            del self.last[key]  # an edge that left DNS
+
+    def end_cycle(self, objects: Sequence[ObjectReport]) -> None:
+        for obj in objects:
+            self.saw(obj.path, obj.reference.sha256 if obj.reference else None)
+
+    def saw(self, path: str, sha256: str | None) -> None:
+        """The reference of `path` this cycle; a change makes the next cycle a full pass."""
+        if self.references.get(path, sha256) != sha256:
+            self.force_full = True
+        self.references[path] = sha256
+
+    async def fetch_read(
+        self,
+        fetcher: Fetcher,
+        edge: Edge,
+        url: str,
+        make_sink: Callable[[], S] | None,
+        read: Read[S, T],
+        *,
+        full: bool = False,
+    ) -> tuple[Observation, T]:
+        """The edge's answer to `url` and `read`'s reading of it; on a 304 to the edge's own
+        last validators, its last full answer (labelled) and reading, not read again.
+        `full`: fetched and read in full whatever the cycle."""
+        key = (edge.address, url)
+        previous = None if self.full or full else self.last.get(key)
+        validators = None
+        if previous is not None:
+            validators = (previous.observation.etag, previous.observation.last_modified)
+        observation, sink = await fetcher.fetch_into(edge, url, make_sink, validators)
+        if previous is not None and observation.status == 304 and observation.error is None:
+            return self._reused(previous, observation), cast(T, previous.value)
+        value = await read(observation, sink)
+        if observation.complete and (observation.etag or observation.last_modified):
+            self.last[key] = Kept(observation, value, self.cycle)
+        else:
+            self.last.pop(key, None)  # nothing to revalidate with: a full fetch next time
+        return observation, value
+
+    def _reused(self, kept: Kept, answer: Observation) -> Observation:
+        return replace(
+            kept.observation, elapsed_s=answer.elapsed_s, hash_age_cycles=self.cycle - kept.cycle,
+            revalidated=True, http_version=answer.http_version,
+        )  # fmt: skip
+
+    def fetcher(self, fetcher: Fetcher) -> Callable[[Edge, str], Awaitable[Observation]]:
+        """A fetch of the observation alone (plain targets: the bytes are the result)."""
+
+        async def fetch(edge: Edge, url: str) -> Observation:
+            observation, _ = await self.fetch_read(fetcher, edge, url, NO_SINK, no_reading)
+            return observation
+
+        return fetch
+
+    def note(self, observed: Sequence[tuple[Edge, Observation]], what: str) -> tuple[str, ...]:
+        """The object's note when some edges' results were reused; () when none were."""
+        reused = [obs for _, obs in observed if obs.revalidated]
+        if not reused:
+            return ()
+        oldest = max(obs.hash_age_cycles for obs in reused)
+        return (
+            f"revalidated: {len(reused)} edges answered 304 to their own last validators; "
+            f"their {what} are up to {oldest} cycles old (a full pass every {self.full_every} "
+            "cycles)",
+        )
+
+
+async def no_reading(observation: Observation, sink: Sink | None) -> None:
+    """For a URL whose observation (status, size, hash) is all its kind needs."""
+    return None
+
+
+async def fetch_read(
+    fetcher: Fetcher,
+    revalidation: Revalidation | None,
+    edge: Edge,
+    url: str,
+    make_sink: Callable[[], S] | None,
+    read: Read[S, T],
+) -> tuple[Observation, T]:
+    """The edge's answer and its reading: through `revalidation` when the target has it,
+    else fetched and read in full, as every cycle does without it."""
+    if revalidation is not None:
+        return await revalidation.fetch_read(fetcher, edge, url, make_sink, read)
+    observation, sink = await fetcher.fetch_into(edge, url, make_sink)
+    return observation, await read(observation, sink)
+
+
+def revalidation_for(
+    full_every: int | None, memory: MutableMapping[str, Any]
+) -> Revalidation | None:
+    """The target's state, kept in its memory across the daemon's cycles (`check` runs one
+    cycle: a full pass); a new `full_every` (a reload) starts afresh."""
+    if full_every is None:
+        return None
+    found = memory.get(MEMORY)
+    if not isinstance(found, Revalidation) or found.full_every != full_every:
+        found = memory[MEMORY] = Revalidation(full_every)
+    return found
