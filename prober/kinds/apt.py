@@ -14,6 +14,7 @@ from prober.compare import compare_object
 from prober.config import AptTarget
 from prober.fetch import BufferSink, Fetcher, S
 from prober.kinds.base import Clock, KindSpec, ProbeContext, resolve_edges
+from prober.kinds.revalidation import Revalidation, revalidation_for
 from prober.model import (
     AptEdgeResult,
     AptProblem,
@@ -117,7 +118,7 @@ async def probe(spec: AptSpec, ctx: ProbeContext) -> TargetReport:
     if isinstance(dns, TargetReport):
         return dns
     watch = frozenset(name for name, _ in spec.expect) | ctx.memory.get(WATCH, frozenset())
-    reval = _revalidation(spec, ctx)
+    reval = revalidation_for(spec.full_every, ctx.memory, AptRevalidation)
     if reval is not None:
         reval.start_cycle({e.address for e in dns.edges})
     tools = _Tools(ctx.fetcher, ctx.clock, watch, reval)
@@ -145,7 +146,11 @@ async def _suite(spec: AptSpec, suite: str, edges: Sequence[Edge], tools: _Tools
     releases = [(edge, er.observation) for edge, (er, _) in zip(edges, checked, strict=True)]
     results = [(edge.address, result) for edge, (_, result) in zip(edges, checked, strict=True)]
     path = urlsplit(base).path + "InRelease"
-    notes = tools.reval.note(releases) if tools.reval is not None else ()
+    notes = (
+        tools.reval.note(releases, "InRelease is unchanged, and their index readings")
+        if tools.reval
+        else ()
+    )
     return compare_object(
         base + "InRelease", spec.host, path, releases, kind=Kind.APT, suite=suite, apt=results,
         notes=notes,
@@ -403,27 +408,20 @@ class _Kept:
 
 
 @dataclass(slots=True)
-class AptRevalidation:
-    """Bytes only when they changed, for APT (opt-in: `revalidate`). Every cycle fetches each
-    edge's InRelease in full; an edge whose InRelease is byte-identical to its last one is
-    asked for each index with its *own* last validators, and a 304 reuses its last full
-    answer (hash, size, package count and versions). A full pass runs every `full_every`
-    cycles and at once after a suite's reference changed. A 304 cannot prove the bytes: an
-    edge that corrupts an index in place without changing its validators is seen at the next
-    full pass."""
+class AptRevalidation(Revalidation):
+    """Bytes only when they changed, for APT (opt-in: `revalidate`): the shared cycle rules
+    (a full pass every `full_every` cycles and after a suite's reference changed), gated by
+    each edge's InRelease. Every cycle fetches each edge's InRelease in full; an edge whose
+    InRelease is byte-identical to its last one is asked for each index with its *own* last
+    validators, and a 304 reuses its last full answer (hash, size, package count and
+    versions). A 304 cannot prove the bytes: an edge that corrupts an index in place without
+    changing its validators is seen at the next full pass."""
 
-    full_every: int
-    cycle: int = 0
-    full: bool = True
-    force_full: bool = True
     releases: dict[tuple[str, str], str | None] = field(default_factory=dict)
     kept: dict[tuple[str, str], _Kept] = field(default_factory=dict)
-    references: dict[str, str | None] = field(default_factory=dict)
 
     def start_cycle(self, addresses: set[str]) -> None:
-        self.cycle += 1
-        self.full = self.force_full or self.cycle % self.full_every == 0
-        self.force_full = False
+        Revalidation.start_cycle(self, addresses)
         for table in (self.releases, self.kept):
             for key in [k for k in table if k[0] not in addresses]:
                 del table[key]  # an edge that left DNS
@@ -452,33 +450,6 @@ class AptRevalidation:
             self.kept[key] = _Kept(answer, obs.etag, obs.last_modified, counter, watch, self.cycle)
         else:
             self.kept.pop(key, None)  # nothing to revalidate with: a full fetch next time
-
-    def end_cycle(self, objects: Sequence[ObjectReport]) -> None:
-        for obj in objects:
-            sha = obj.reference.sha256 if obj.reference else None
-            if self.references.get(obj.path, sha) != sha:
-                self.force_full = True  # a new publish: every index in full next cycle
-            self.references[obj.path] = sha
-
-    def note(self, releases: Sequence[tuple[Edge, Observation]]) -> tuple[str, ...]:
-        reused = [e.address for e, obs in releases if obs.revalidated]
-        if not reused:
-            return ()
-        oldest = max(obs.hash_age_cycles for _, obs in releases)
-        return (
-            f"revalidated: {len(reused)} edges' InRelease unchanged and their indexes answered "
-            f"304; their index hashes are up to {oldest} cycles old (a full pass every "
-            f"{self.full_every} cycles)",
-        )
-
-
-def _revalidation(spec: AptSpec, ctx: ProbeContext) -> AptRevalidation | None:
-    if spec.full_every is None:
-        return None
-    found = ctx.memory.get("apt.revalidation")
-    if not isinstance(found, AptRevalidation) or found.full_every != spec.full_every:
-        found = ctx.memory["apt.revalidation"] = AptRevalidation(spec.full_every)
-    return found
 
 
 def _suffix(path: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from prober.fetch import Fetcher, S, Sink
 from prober.model import Edge, ObjectReport, Observation
@@ -140,14 +140,26 @@ async def fetch_read(
     return observation, await read(observation, sink)
 
 
+R = TypeVar("R", bound=Revalidation)
+
+
+@overload
 def revalidation_for(
     full_every: int | None, memory: MutableMapping[str, Any]
-) -> Revalidation | None:
-    """The target's state, kept in its memory across the daemon's cycles (`check` runs one
-    cycle: a full pass); a new `full_every` (a reload) starts afresh."""
+) -> Revalidation | None: ...
+@overload
+def revalidation_for(
+    full_every: int | None, memory: MutableMapping[str, Any], kind: type[R]
+) -> R | None: ...
+def revalidation_for(
+    full_every: int | None, memory: MutableMapping[str, Any], kind: type[Any] = Revalidation
+) -> Any:
+    """The target's state (of the kind's class), kept in its memory across the daemon's
+    cycles (`check` runs one cycle: a full pass); a new `full_every` (a reload) starts
+    afresh."""
     if full_every is None:
         return None
     found = memory.get(MEMORY)
-    if not isinstance(found, Revalidation) or found.full_every != full_every:
-        found = memory[MEMORY] = Revalidation(full_every)
+    if found is None or type(found) is not kind or found.full_every != full_every:
+        found = memory[MEMORY] = kind(full_every)
     return found
