@@ -2,7 +2,9 @@
 
 The connection goes to the edge's address while the request keeps the URL's host name, so the
 Host header, the TLS SNI and the certificate check all use it (as `curl --resolve` does).
-Each edge gets its own keep-alive pool (http1.EdgePool), reused across paths and cycles.
+Each edge gets its own keep-alive pool (http1.EdgePool), reused across paths and cycles, and
+shared by every Fetcher of the same `Connections` (one daemon) that reaches that edge with the
+same connection settings.
 
 Network trouble never escapes this module: `_reason` is the single place where exceptions
 become the contract's error words.
@@ -11,10 +13,12 @@ become the contract's error words.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ssl
 import time
 from collections.abc import Callable, Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -34,7 +38,16 @@ from prober.transport.tls import CIPHERS
 if TYPE_CHECKING:
     from prober.transport import http2
 
-__all__ = ["CIPHERS", "HTTP_VERSIONS", "BufferSink", "Fetcher", "Sink", "make_ssl_context"]
+__all__ = [
+    "CIPHERS",
+    "HTTP_VERSIONS",
+    "BufferSink",
+    "Connections",
+    "Fetcher",
+    "Sink",
+    "Slots",
+    "make_ssl_context",
+]
 
 CACHE_HEADERS = (
     "age",
@@ -53,6 +66,9 @@ HTTP_VERSIONS = ("1.1", "2", "auto")
 # what each setting offers by ALPN; "1.1" offers nothing, as before HTTP/2 was spoken
 _ALPN = {"2": ["h2", "http/1.1"], "auto": ["h2", "http/1.1"]}
 H2Headers = list[tuple[bytes, bytes]]
+# what a connection is made with: (address, port, scheme, host name for SNI and Host, the TLS
+# context, the http setting); only fetchers with the same key share a pool
+PoolKey = tuple[str, int, str, str, ssl.SSLContext | None, str]
 
 
 class Sink(Protocol):
@@ -63,6 +79,7 @@ class Sink(Protocol):
 
 
 S = TypeVar("S", bound=Sink)
+V = TypeVar("V", str, int, str | None, int | None)
 
 
 class BufferSink:
@@ -113,8 +130,82 @@ def make_ssl_context(ca_file: str | None = None, insecure: bool = False) -> ssl.
     return tls.make_context(ca_file, insecure)
 
 
+class Connections:
+    """The keep-alive pools of the Fetchers made with it: one set per daemon.
+
+    Targets that reach the same edge with the same connection settings share its pool: at
+    200 edges x 5 targets, 200 connections instead of 1000, each about 240 KiB of buffers.
+    The key is everything a connection is made with (PoolKey): address, port, scheme, the
+    host name (SNI and Host), the TLS context and the http setting. Contexts come from
+    `ssl_context`, one per (CA file, its contents, insecure), so a target never gets a
+    connection verified with another target's CA, or not verified at all. A pool closes when
+    the last fetcher using it forgets the edge (or closes)."""
+
+    def __init__(self) -> None:
+        self._pools: dict[PoolKey, http1.EdgePool | http2.EdgePool] = {}
+        self._users: dict[PoolKey, set[Fetcher]] = {}
+        self._contexts: dict[tuple[str | None, bytes, bool], ssl.SSLContext] = {}
+        self._alpn: dict[tuple[ssl.SSLContext, str], ssl.SSLContext] = {}
+
+    def ssl_context(self, ca_file: str | None, insecure: bool) -> ssl.SSLContext:
+        """One context per CA file *as it is now* (a reload may point the same name at other
+        certificates) and `insecure`."""
+        try:
+            contents = hashlib.sha256(Path(ca_file).read_bytes()).digest() if ca_file else b""
+        except OSError:
+            return make_ssl_context(ca_file, insecure)  # fails here as it always did
+        key = (ca_file, contents, insecure)
+        context = self._contexts.get(key)
+        if context is None:
+            context = self._contexts[key] = make_ssl_context(ca_file, insecure)
+        return context
+
+    def alpn_context(self, context: ssl.SSLContext, http: str) -> ssl.SSLContext:
+        """`context` offering what `http` offers by ALPN: one copy per (context, setting)."""
+        key = (context, http)
+        found = self._alpn.get(key)
+        if found is None:
+            found = self._alpn[key] = tls.with_alpn(context, _ALPN[http])
+        return found
+
+    def pool(
+        self,
+        key: PoolKey,
+        user: Fetcher,
+        make: Callable[[], http1.EdgePool | http2.EdgePool],
+    ) -> http1.EdgePool | http2.EdgePool:
+        """The pool for `key`, made by `make` (sized by the first user) if there is none."""
+        pool = self._pools.get(key)
+        if pool is None or pool.closed:
+            pool = self._pools[key] = make()
+        self._users.setdefault(key, set()).add(user)
+        return pool
+
+    def release(self, key: PoolKey, user: Fetcher) -> None:
+        users = self._users.get(key)
+        if users is None:
+            return
+        users.discard(user)
+        if not users:
+            del self._users[key]
+            self._pools.pop(key).close()
+
+    def __len__(self) -> int:
+        return len(self._pools)
+
+
+class Slots(asyncio.Semaphore):
+    """The bound on requests in flight that the fetchers of one daemon (or one check session)
+    share, and the connections they share with it (made with the fetchers' tools)."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.connections = Connections()
+
+
 class Fetcher:
-    """Fetches URLs from given edges. One keep-alive pool per edge, kept until close()."""
+    """Fetches URLs from given edges. One keep-alive pool per edge, kept until close(); from
+    `connections`, shared with the other fetchers made with it (default: its own)."""
 
     def __init__(
         self,
@@ -127,6 +218,7 @@ class Fetcher:
         connections_per_edge: int = 4,
         keepalive_s: float = 120.0,
         http: str = "1.1",
+        connections: Connections | None = None,
     ) -> None:
         """`http`: "1.1" (offer no ALPN: HTTP/1.1 only), "2" (require h2 by ALPN) or "auto"
         (offer h2 and http/1.1, speak what the edge picks; plain http:// is always 1.1)."""
@@ -141,19 +233,27 @@ class Fetcher:
         self._pool_size = connections_per_edge  # per edge, from the number of edges (forget)
         self._total = concurrency_total
         self._keepalive_s = keepalive_s
-        self._pools: dict[tuple[Edge, str, str, int], http1.EdgePool | http2.EdgePool] = {}
+        self._connections = connections if connections is not None else Connections()
+        # the pools this fetcher uses, by its own key (its settings are the rest of PoolKey)
+        self._pools: dict[tuple[str, str, str, int], http1.EdgePool | http2.EdgePool] = {}
         self.received: dict[str, int] = {}  # body bytes received per edge address, ever
-        self._alpn_ssl: ssl.SSLContext | None = None  # one ALPN copy of the context, made once
+        self._same = Same()
 
     def _pool(
         self, edge: Edge, scheme: str, host: str, port: int
     ) -> http1.EdgePool | http2.EdgePool:
-        key = (edge, scheme, host, port)
-        pool = self._pools.get(key)
+        mine = (edge.address, scheme, host, port)
+        pool = self._pools.get(mine)
         if pool is None:
-            pool = self._new_pool(edge, scheme, host, port)
-            self._pools[key] = pool
+            pool = self._connections.pool(
+                self._key(mine), self, lambda: self._new_pool(edge, scheme, host, port)
+            )
+            self._pools[mine] = pool
         return pool
+
+    def _key(self, mine: tuple[str, str, str, int]) -> PoolKey:
+        address, scheme, host, port = mine
+        return (address, port, scheme, host, self._ssl if scheme == "https" else None, self.http)
 
     def _new_pool(
         self, edge: Edge, scheme: str, host: str, port: int
@@ -165,27 +265,28 @@ class Fetcher:
             )
         if scheme == "http":
             raise NotH2("HTTP/2 required, but an http:// URL cannot negotiate h2 (ALPN)")
-        if self._alpn_ssl is None:
-            self._alpn_ssl = tls.with_alpn(self._ssl, _ALPN[self.http])
         from prober.transport import http2  # only a Fetcher that may speak HTTP/2 pays for h2
 
         return http2.EdgePool(
             edge.address,
             port,
             host,
-            self._alpn_ssl,
+            self._connections.alpn_context(self._ssl, self.http),
             self._pool_size,
             self._keepalive_s,
             require_h2=self.http == "2",
         )
 
     async def forget(self, keep: set[Edge]) -> None:
-        """Close the pools of edges that are no longer in DNS, and size new pools: with many
-        edges the global bound already keeps every connection busy, and each extra
-        connection is one more TLS handshake, the largest cost of a probe."""
+        """Let go of the pools of edges that are no longer in DNS (closed once no other
+        fetcher uses them), and size new pools: with many edges the global bound already keeps
+        every connection busy, and each extra connection is one more TLS handshake, the
+        largest cost of a probe."""
         self._pool_size = max(1, min(self._per_edge, -(-self._total // max(1, len(keep)))))
-        for key in [k for k in self._pools if k[0] not in keep]:
-            self._pools.pop(key).close()
+        addresses = {edge.address for edge in keep}
+        for mine in [k for k in self._pools if k[0] not in addresses]:
+            del self._pools[mine]
+            self._connections.release(self._key(mine), self)
 
     async def close(self) -> None:
         await self.forget(set())
@@ -275,11 +376,12 @@ class Fetcher:
                 self.received[edge.address] = (
                     self.received.get(edge.address, 0) + current.bytes_read
                 )
-            return _observation(current, started, error=_reason(exc, current), detail=_detail(exc))
+            error, detail = _reason(exc, current), _detail(exc)
+            return _observation(current, started, self._same, error=error, detail=detail)
         assert current is not None
         self.received[edge.address] = self.received.get(edge.address, 0) + current.bytes_read
         sha256 = None if head_only else current.sha256.hexdigest()
-        return _observation(current, started, sha256=sha256)
+        return _observation(current, started, self._same, sha256=sha256)
 
 
 def _conditional(validators: tuple[str | None, str | None] | None) -> tuple[tuple[str, str], ...]:
@@ -332,9 +434,28 @@ def _detail(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:200]
 
 
+class Same:
+    """One object for equal values: every edge serving an object sends the same ETag,
+    Last-Modified and size, and has the same hash, and the report of a cycle keeps one
+    Observation per edge x object (at 100k probes, 300 bytes a probe kept once per object
+    instead of once per probe)."""
+
+    def __init__(self, limit: int = 1 << 14) -> None:  # at most a few MiB of values kept
+        self._seen: dict[str | int, str | int] = {}
+        self._limit = limit
+
+    def __call__(self, value: V) -> V:
+        if value is None:
+            return value
+        if len(self._seen) >= self._limit:
+            self._seen.clear()  # edges that all send values of their own: start again
+        return self._seen.setdefault(value, value)  # type: ignore[return-value]  # equal: same type
+
+
 def _observation(
     exchange: Exchange | None,
     started: float,
+    same: Same,
     *,
     sha256: str | None = None,
     error: ErrorReason | None = None,
@@ -356,11 +477,11 @@ def _observation(
     headers = exchange.headers
     return Observation(
         status=exchange.status,
-        size=exchange.size,
-        bytes_read=exchange.bytes_read,
-        sha256=sha256,
-        etag=headers.get("etag"),
-        last_modified=headers.get("last-modified"),
+        size=same(exchange.size),
+        bytes_read=same(exchange.bytes_read),
+        sha256=same(sha256),
+        etag=same(headers.get("etag")),
+        last_modified=same(headers.get("last-modified")),
         location=headers.get("location"),
         elapsed_s=elapsed,
         error=error,

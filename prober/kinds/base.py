@@ -17,7 +17,7 @@ from prober.compare import PastReference
 from prober.config import AnyTarget
 from prober.discovery import CachingDiscoverer, Discoverer, Vantage
 from prober.errors import DiscoveryError
-from prober.fetch import Fetcher, make_ssl_context
+from prober.fetch import Connections, Fetcher, Slots
 from prober.model import DnsAnswer, Edge, Kind, Observation, TargetReport
 
 Clock = Callable[[], datetime]
@@ -98,14 +98,16 @@ def tools_for(
     keepalive_s: float = 120.0,
 ) -> tuple[Resolver, Fetcher]:
     """The discoverer and fetcher of one target, from its config: the same for `check` and
-    the daemon (which caches DNS answers for `dns_min_interval_s`)."""
+    the daemon (which caches DNS answers for `dns_min_interval_s`). When `slots` are Slots
+    (the daemon's), the fetcher shares their connections with the other targets' fetchers."""
     vantages = [Vantage(v.name, v.subnet, v.resolver) for v in target.vantages]
     plain = Discoverer(target.resolvers, timeout_s=min(target.timeout, 5.0), vantages=vantages)
     discoverer: Resolver = plain
     if dns_min_interval_s is not None:
         discoverer = CachingDiscoverer(plain, dns_min_interval_s)
+    connections = slots.connections if isinstance(slots, Slots) else Connections()
     fetcher = Fetcher(
-        ssl_context=make_ssl_context(target.ca_file, target.insecure),
+        ssl_context=connections.ssl_context(target.ca_file, target.insecure),
         timeout_s=target.timeout,
         max_body_bytes=target.max_body_size,
         concurrency=slots,
@@ -113,6 +115,7 @@ def tools_for(
         connections_per_edge=target.connections_per_edge,
         keepalive_s=keepalive_s,
         http=target.http,
+        connections=connections,
     )
     return discoverer, fetcher
 
