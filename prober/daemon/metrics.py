@@ -7,7 +7,9 @@ Hashes and ETags appear only as labels of cdnprobe_edge_object_info.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from types import MappingProxyType
@@ -409,13 +411,17 @@ class Families:
         def __getattr__(self, name: str) -> Any: ...  # the attributes FAMILIES names
 
     def text(self) -> bytes:
-        parts = []
+        return b"".join(self.chunks())
+
+    def chunks(self) -> Iterator[bytes]:
+        """The exposition family by family, each family emptied once written: at a million
+        series, its lines are most of a render's memory."""
         for family in vars(self).values():
             if isinstance(family, Metric):  # the histogram: a few samples per target
-                parts.append(generate_latest(_Fixed([family])).decode())
+                yield generate_latest(_Fixed([family]))
             else:
-                parts.append(family.text())
-        return "".join(parts).encode()
+                yield family.text().encode()
+                family.lines = []
 
     def add_target(self, snap: TargetSnapshot) -> int:
         """The target's series; returns how many were written (its own count included)."""
@@ -578,9 +584,52 @@ def render(snapshots: Iterable[TargetSnapshot]) -> bytes:
 
 def render_counted(snapshots: Iterable[TargetSnapshot]) -> tuple[bytes, dict[str, int]]:
     """The exposition and the series each target wrote."""
+    out, counts = filled(snapshots)
+    return out.text(), counts
+
+
+def filled(snapshots: Iterable[TargetSnapshot]) -> tuple[Families, dict[str, int]]:
+    """The families of the snapshots' series, to be written, and the series of each target."""
     out = Families()
     counts = {snap.name: out.add_target(snap) for snap in snapshots}
-    return out.text(), counts
+    return out, counts
+
+
+@dataclass(frozen=True, slots=True)
+class Compressed:
+    """A text kept only gzip-encoded (one gzip member): at a million series 3 MiB instead of
+    90, written again a bounded chunk at a time for a scraper that does not accept gzip."""
+
+    gzip: bytes
+    size: int  # bytes of the text itself
+
+    @classmethod
+    def of(cls, chunks: Iterable[bytes]) -> Compressed:
+        # level 1: a third of level 6's CPU on this repetitive text (0.16 s against 0.39 s
+        # for 77 MiB), for 2.7 MiB instead of 2.0
+        deflate = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
+        parts, size = [], 0
+        for chunk in chunks:
+            size += len(chunk)
+            parts.append(deflate.compress(chunk))
+        parts.append(deflate.flush())
+        return cls(b"".join(parts), size)
+
+    def chunks(self, limit: int = 1 << 20) -> Iterator[bytes]:
+        """The text, decompressed at most `limit` bytes at a time."""
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        data = self.gzip
+        while data:
+            chunk = inflate.decompress(data, limit)
+            data = inflate.unconsumed_tail
+            if chunk:
+                yield chunk
+        rest = inflate.flush()
+        if rest:
+            yield rest
+
+    def text(self) -> bytes:
+        return b"".join(self.chunks())
 
 
 class _Fixed(Collector):
