@@ -379,8 +379,9 @@ FAMILIES: tuple[tuple[str, str, str, list[str], str], ...] = (
         "gauge",
         "cdnprobe_artifact_hash_age_cycles",
         ["target", "artifact", "address"],
-        "0 if the artifact was hashed in the last cycle; N if its metadata was unchanged and "
-        "the hash is from N cycles ago (rehash_every)" + LAST,
+        "0 if the artifact was hashed in the last cycle; N if its metadata was unchanged "
+        "(rehash_every) or it answered 304 to its own last validators (revalidate) and the "
+        "hash is from N cycles ago" + LAST,
     ),
     (
         "apt_problems",
