@@ -166,14 +166,29 @@ def test_missing_xz_falls_back_to_gz_and_an_error_on_the_last_compression_fails(
     plan = index_plan(release, ["main"], ["amd64"], AptOptions(by_hash="no"))
     broken = {
         "main/binary-amd64/Packages.xz": Answer(404, 9, "n" * 64),
-        "main/binary-all/Packages.gz": Answer(None, 3, None, ErrorReason.TRUNCATED),
+        "main/binary-amd64/Packages.gz": Answer(None, 3, None, ErrorReason.TRUNCATED),
+        "main/binary-amd64/Packages": Answer(None, 3, None, ErrorReason.TRUNCATED),
     }
     result = judge_edge(release, plan, fetched_as_promised(plan, broken), {}, [], NOW)
     assert {p.reason for p in result.problems} == {Problem.MISSING, Problem.FETCH_ERROR}
-    assert result.would_fail  # binary-all lists only .gz
+    assert result.would_fail  # no compression left
     only_xz = {"main/binary-amd64/Packages.xz": Answer(404, 9, "n" * 64)}
     result = judge_edge(release, plan, fetched_as_promised(plan, only_xz), {}, [], NOW)
     assert [p.reason for p in result.problems] == [Problem.MISSING] and not result.would_fail
+
+
+def test_an_index_without_its_uncompressed_name_in_the_release_is_never_fatal() -> None:
+    """pkgAcqMetaBase::QueueIndexes queues an index only when the Release lists its
+    uncompressed name (binary-all lists only Packages.gz here): apt skips it, so a broken
+    copy is reported and fails nothing, and its packages are not counted."""
+    release = parse_release(RELEASE)
+    plan = index_plan(release, ["main"], ["amd64"], AptOptions(by_hash="no"))
+    family = next(f for f in plan if f.name == "main/binary-all/Packages")
+    assert not family.queued and family.counted is None
+    broken = {"main/binary-all/Packages.gz": Answer(None, 3, None, ErrorReason.TRUNCATED)}
+    result = judge_edge(release, plan, fetched_as_promised(plan, broken), {}, [], NOW)
+    assert [p.file for p in result.problems] == ["main/binary-all/Packages.gz"]
+    assert not result.would_fail
 
 
 def test_expired_release_fails() -> None:
@@ -471,8 +486,9 @@ def test_gpgv_is_bounded_in_time(signed: Path) -> None:
 
 
 def test_a_broken_translation_is_reported_but_not_fatal() -> None:
-    """The real apt 2.6 skips a listed Translation-en (checked by hand with a signed
-    aptly publish): a missing one is a problem, not a failure."""
+    """Only Translation-en.bz2 is listed, not the uncompressed name: apt never queues it
+    (pkgAcqMetaBase::QueueIndexes; the real apt agrees in tests/test_apt_listed.py), so a
+    missing one is a problem, not a failure."""
     release = parse_release(RELEASE)
     plan = index_plan(release, ["main"], ["amd64"], AptOptions(by_hash="no"))
     gone = {"main/i18n/Translation-en.bz2": Answer(404, 0, None)}

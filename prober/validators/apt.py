@@ -178,11 +178,26 @@ class IndexFamily:
     variants: tuple[IndexFile, ...]
     apt_fetches: IndexFile | None  # apt's first choice (the one it reads when all is well)
     candidates: tuple[Candidate, ...] = ()
+    queued: bool = True  # apt queues it at all (see queued())
 
     @property
     def counted(self) -> IndexFile | None:
         """The variant whose packages are counted: the one apt reads."""
-        return self.apt_fetches if self.name.endswith("Packages") else None
+        if not self.queued or not self.name.endswith("Packages"):
+            return None
+        return self.apt_fetches
+
+
+def queued(release: Release, name: str) -> bool:
+    """Whether apt fetches the index `name` at all. apt-pkg/acquire-item.cc
+    pkgAcqMetaBase::QueueIndexes: only when the Release lists the *uncompressed* name
+    (metaIndex::Exists(Target.MetaKey), the exact key: a Release listing only
+    Translation-en.bz2 or only Packages.gz does not); otherwise an optional target
+    (Translation-LANG) is skipped silently and a required one with the warning "does not
+    seem to provide it", never a failure. An uncompressed entry of size 0 is skipped too
+    ("empty files are skipped as acquiring the very small compressed files is a waste")."""
+    listed = release.file(name)
+    return listed is not None and listed.size > 0
 
 
 def index_plan(
@@ -216,6 +231,7 @@ def index_plan(
             tuple(sorted(variants, key=lambda f: f.path)),
             _apt_choice(variants),
             candidates(variants, use_by_hash, sha512),
+            queued(release, name),
         )
         for name, variants in sorted(families.items())
     ]
@@ -586,11 +602,13 @@ def judge_edge(
     matches: dict[str, bool] = {}
     used: dict[str, Candidate | None] = {}
     for family in plan:
-        outcome = walk(family, fetched, base_url)
-        used[family.name] = outcome.used
-        failing = failing or (not outcome.ok and not _never_fatal(family))
-        seen = {p.file for p in outcome.problems}
-        problems.extend(outcome.problems)
+        seen: set[str] = set()
+        if family.queued:
+            outcome = walk(family, fetched, base_url)
+            used[family.name] = outcome.used
+            failing = failing or (not outcome.ok and not _never_fatal(family))
+            seen = {p.file for p in outcome.problems}
+            problems.extend(outcome.problems)
         for variant in family.variants:
             got = fetched.get(variant.path)
             problem = check_index(variant, got) if got else None
@@ -611,18 +629,12 @@ def judge_edge(
 
 
 def _never_fatal(family: IndexFamily) -> bool:
-    """Indexes a `deb` line's update does not depend on: Translation files (below), and
-    Sources, which apt fetches only for `deb-src` lines (debReleaseIndex::GetIndexTargets
-    builds the targets of the source's type: a `deb` line has no Sources target)."""
-    return _translation(family) or family.name.rsplit("/", 1)[-1] == "Sources"
-
-
-def _translation(family: IndexFamily) -> bool:
-    """Translation-LANG: reported, never fatal. The real apt 2.6 (Acquire::Languages "en",
-    Translation-en.bz2 listed in a signed Release) did not fetch it at all, so a missing or
-    corrupted one left `apt-get update` passing; why it is skipped is not yet traced in
-    debmetaindex.cc (left open in issue 18)."""
-    return family.name.rsplit("/", 1)[-1].startswith("Translation-")
+    """Indexes a `deb` line's update does not depend on: Sources, which apt fetches only for
+    `deb-src` lines (debReleaseIndex::GetIndexTargets builds the targets of the source's
+    type: a `deb` line has no Sources target). A Translation-LANG apt queues is as fatal as
+    Packages: pkgAcqIndex::Failed ignores an optional target's failure only when the Release
+    has no hashes for it (GetExpectedHashes().empty()), and a queued one has them."""
+    return family.name.rsplit("/", 1)[-1] == "Sources"
 
 
 def _packages(
