@@ -67,8 +67,10 @@ HTTP_VERSIONS = ("1.1", "2", "auto")
 _ALPN = {"2": ["h2", "http/1.1"], "auto": ["h2", "http/1.1"]}
 H2Headers = list[tuple[bytes, bytes]]
 # what a connection is made with: (address, port, scheme, host name for SNI and Host, the TLS
-# context, the http setting); only fetchers with the same key share a pool
-PoolKey = tuple[str, int, str, str, ssl.SSLContext | None, str]
+# context, the http setting), and how its pool is used (connections per edge, keep-alive,
+# timeout): only fetchers with the same key share a pool, so a target never waits on a pool
+# sized, or times out behind exchanges timed, by another target's settings
+PoolKey = tuple[str, int, str, str, ssl.SSLContext | None, str, int, float, float]
 
 
 class Sink(Protocol):
@@ -253,7 +255,9 @@ class Fetcher:
 
     def _key(self, mine: tuple[str, str, str, int]) -> PoolKey:
         address, scheme, host, port = mine
-        return (address, port, scheme, host, self._ssl if scheme == "https" else None, self.http)
+        context = self._ssl if scheme == "https" else None
+        usage = (self._per_edge, self._keepalive_s, self.timeout_s)
+        return (address, port, scheme, host, context, self.http, *usage)
 
     def _new_pool(
         self, edge: Edge, scheme: str, host: str, port: int

@@ -14,7 +14,7 @@ from prober.compare import compare_object
 from prober.config import AptTarget
 from prober.fetch import BufferSink, Fetcher, S
 from prober.kinds.base import Clock, KindSpec, ProbeContext, resolve_edges
-from prober.kinds.revalidation import Revalidation, revalidation_for
+from prober.kinds.revalidation import Revalidation, confirms, revalidation_for
 from prober.model import (
     AptEdgeResult,
     AptProblem,
@@ -378,15 +378,18 @@ async def _indexes(
         validators = (kept.etag, kept.last_modified) if kept is not None else None
         obs, counter = await fetcher.fetch_into(edge, url, make, validators)
         if kept is not None and obs.status == 304 and obs.error is None:
-            ages.append(reval.cycle - kept.cycle if reval is not None else 0)
-            return path, kept.answer, kept.counter
+            if confirms(kept.etag, kept.last_modified, obs):
+                ages.append(reval.cycle - kept.cycle if reval is not None else 0)
+                return path, kept.answer, kept.counter
+            obs, counter = await fetcher.fetch_into(edge, url, make)  # prove it in full
         redirected = obs.status is not None and 300 <= obs.status < 400 and bool(obs.location)
         if redirected:
             obs, counter = await _follow(fetcher, edge, url, make)  # never kept: not this URL's
         if counter is not None:
             counter.finish()
-        if reval is not None and not redirected:
-            reval.keep(edge, url, obs, _answer(obs), counter, watch)
+        if reval is not None:
+            reval.keep(edge, url, obs, _answer(obs), None if redirected else counter, watch,
+                       redirected=redirected)  # fmt: skip
         return path, _answer(obs), counter
 
     found = await asyncio.gather(*(one(p) for p in paths))
@@ -421,10 +424,10 @@ class AptRevalidation(Revalidation):
     kept: dict[tuple[str, str], _Kept] = field(default_factory=dict)
 
     def start_cycle(self, addresses: set[str]) -> None:
+        for key in [k for k in self.releases if k[0] not in addresses]:
+            del self.releases[key]  # an edge that left DNS
+        self.prune(self.kept, addresses)  # ... or an index no longer asked for
         Revalidation.start_cycle(self, addresses)
-        for table in (self.releases, self.kept):
-            for key in [k for k in table if k[0] not in addresses]:
-                del table[key]  # an edge that left DNS
 
     def same_release(self, edge: Edge, base: str, obs: Observation) -> bool:
         key = (edge.address, base)
@@ -432,6 +435,7 @@ class AptRevalidation(Revalidation):
         return not self.full and obs.sha256 is not None and last == obs.sha256 and _ok(obs)
 
     def kept_for(self, edge: Edge, url: str, watch: frozenset[str]) -> _Kept | None:
+        self.touched.add((edge.address, url))
         kept = self.kept.get((edge.address, url))
         # a name a task asks for that the kept reading did not look for: read it again
         return kept if kept is not None and watch <= kept.watch else None
@@ -444,9 +448,12 @@ class AptRevalidation(Revalidation):
         answer: Answer,
         counter: PackageCounter | None,
         watch: frozenset[str],
+        *,
+        redirected: bool = False,
     ) -> None:
         key = (edge.address, url)
-        if _ok(obs) and (obs.etag or obs.last_modified):
+        self.touched.add(key)
+        if not redirected and _ok(obs) and (obs.etag or obs.last_modified):
             self.kept[key] = _Kept(answer, obs.etag, obs.last_modified, counter, watch, self.cycle)
         else:
             self.kept.pop(key, None)  # nothing to revalidate with: a full fetch next time

@@ -45,13 +45,20 @@ class Revalidation:
     force_full: bool = True
     last: dict[tuple[str, str], Kept] = field(default_factory=dict)
     references: dict[str, str | None] = field(default_factory=dict)
+    touched: set[tuple[str, str]] = field(default_factory=set)  # keys asked this cycle
 
     def start_cycle(self, addresses: set[str]) -> None:
         self.cycle += 1
         self.full = self.force_full or self.cycle % self.full_every == 0
         self.force_full = False
-        for key in [k for k in self.last if k[0] not in addresses]:
-            del self.last[key]  # an edge that left DNS
+        # an edge that left DNS, or a URL no longer asked for (a path removed, an old
+        # version, a by-hash name of an earlier publish): kept no longer
+        self.prune(self.last, addresses)
+        self.touched = set()
+
+    def prune(self, table: dict[tuple[str, str], Any], addresses: set[str]) -> None:
+        for key in [k for k in table if k[0] not in addresses or k not in self.touched]:
+            del table[key]
 
     def end_cycle(self, objects: Sequence[ObjectReport]) -> None:
         for obj in objects:
@@ -83,8 +90,13 @@ class Revalidation:
             validators = (previous.observation.etag, previous.observation.last_modified)
         observation, sink = await fetcher.fetch_into(edge, url, make_sink, validators)
         if previous is not None and observation.status == 304 and observation.error is None:
-            return self._reused(previous, observation), cast(T, previous.value)
+            kept = previous.observation
+            if confirms(kept.etag, kept.last_modified, observation):
+                self.touched.add(key)
+                return self._reused(previous, observation), cast(T, previous.value)
+            observation, sink = await fetcher.fetch_into(edge, url, make_sink)  # prove it
         value = await read(observation, sink)
+        self.touched.add(key)
         if observation.complete and (observation.etag or observation.last_modified):
             self.last[key] = Kept(observation, value, self.cycle)
         else:
@@ -117,6 +129,17 @@ class Revalidation:
             f"their {what} are up to {oldest} cycles old (a full pass every {self.full_every} "
             "cycles)",
         )
+
+
+def confirms(etag: str | None, last_modified: str | None, answer: Observation) -> bool:
+    """Whether a 304 proves the edge still has the kept copy. With an ETag it does
+    (If-None-Match matched it, and a 304 that names another ETag is refused). With only
+    Last-Modified it does not: If-Modified-Since is also answered 304 by an edge that went
+    back to an *older* copy (RFC 9110 13.1.3), so the 304 must carry the same Last-Modified;
+    otherwise the body is fetched in full."""
+    if etag:
+        return answer.etag is None or answer.etag == etag
+    return last_modified is not None and answer.last_modified == last_modified
 
 
 async def no_reading(observation: Observation, sink: Sink | None) -> None:
