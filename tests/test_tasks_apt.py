@@ -200,3 +200,35 @@ def test_many_pipelines_with_different_expectations_share_cycles(
     inreleases = [line for line in apt_lab.access_log()[before:] if "InRelease" in line]
     assert len(inreleases) == len(APT_EDGES)
     assert len({doc["report"]["checked_at"] for doc in docs}) == 1
+
+
+def test_a_task_goes_on_across_a_reload_that_changes_its_target(
+    apt_lab: Lab, published: Published, daemon: RunningDaemon
+) -> None:
+    """A reload that changes the target replaces its runner: a waiting `until: converged`
+    task goes on with the new one, its package still watched there, and converges."""
+    import signal
+
+    _, created = post(
+        daemon, "deb", {"until": "converged", "deadline": "60s", "expect": NEW_PACKAGE}
+    )
+    time.sleep(1.0)
+    config = daemon.config_path
+    config.write_text(config.read_text().replace("timeout: 2s", "timeout: 3s", 1))
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for(lambda s: s.get("cdnprobe_config_last_reload_successful") == 1)
+    time.sleep(1.0)
+    assert "reload" in daemon.log() or "config" in daemon.log()
+    _, text = http(f"{daemon.base}/api/v1/checks/{created['id']}")
+    assert json.loads(text)["state"] in ("pending", "running"), text
+    for address in APT_EDGES:
+        serve(apt_lab, address, published.v2)
+    done = answer(daemon, created["id"])
+    assert done["error"] is None and done["consistent"] is True, done
+    assert all(not missing(e) for e in edges(done).values())
+    # the answer came from the live runner's cycle (what /metrics exports), not the retired one
+    metrics = daemon.scrape()
+    packages = "main/binary-amd64/Packages"
+    assert all(
+        metrics.get("cdnprobe_apt_packages", file=packages, address=a) == 2 for a in APT_EDGES
+    )

@@ -26,6 +26,10 @@ log = logging.getLogger("cdnprobe")
 ReportHook = Callable[[TargetSnapshot], None]
 
 
+class RunnerStopped(RuntimeError):
+    """A cycle asked of a runner that a reload or the daemon's stop is draining."""
+
+
 class TargetRunner:
     def __init__(
         self,
@@ -75,7 +79,13 @@ class TargetRunner:
         self.history.keep_only(set(self.snapshot.paths))
         self.tracker = old.tracker
         self._errors = old._errors
-        self._context.memory = old._context.memory
+        # a copy: the old runner may still finish a cycle while it drains; without the old
+        # runner's watched names (its tasks move here and watch them here)
+        self._context.memory = dict(old._context.memory)
+        if old._watching:
+            from prober.kinds.apt import WATCH
+
+            self._context.memory.pop(WATCH, None)
         self.snapshot = replace(
             old.snapshot,
             paths=self.snapshot.paths,
@@ -124,6 +134,8 @@ class TargetRunner:
         """The snapshot of a cycle that begins after this call (never a result from before
         it). With a cycle running, every caller shares the one pending cycle that starts when
         it ends: at most one running and one pending, however many callers."""
+        if self._stopping:
+            raise RunnerStopped(self.config.name)
         if not self.running:
             on_start()
             return await asyncio.shield(self._start_cycle())
@@ -141,7 +153,7 @@ class TargetRunner:
         future, starters = self._pending
         self._pending = None
         if self._stopping:
-            future.cancel()
+            future.set_exception(RunnerStopped(self.config.name))
             return
         # A scheduled cycle may have begun in the meantime: it began after every waiter's
         # call too, so they share it rather than start a second one beside it.

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from prober.daemon.runner import TargetRunner
+from prober.daemon.runner import RunnerStopped, TargetRunner
 from prober.kinds.base import Clock, utc_now
 from prober.model import Kind, Report, TargetReport
 from prober.render import iso_utc, report_json
@@ -148,17 +148,42 @@ class Tasks:
         return self._tasks.get(task_id)
 
     async def _run(self, task: Task, runner: TargetRunner) -> None:
+        names = [name for name, _ in task.request.expect]
+        holder = [runner]  # the runner whose cycles answer the task: the live one
         try:
-            await self._cycles(task, runner)
+            await self._cycles(task, holder, names)
         finally:
-            if task.request.expect:
-                runner.watch((name for name, _ in task.request.expect), stop=True)
+            if names:
+                holder[0].watch(names, stop=True)
 
-    async def _cycles(self, task: Task, runner: TargetRunner) -> None:
+    def _live(self, task: Task, holder: list[TargetRunner], names: list[str]) -> TargetRunner:
+        """The target's runner now: a reload that changed the target replaced it, and the
+        task goes on with the new one (its package names watched there instead)."""
+        live = self._runners().get(task.target)
+        if live is None:
+            raise RuntimeError("the target was removed by a reload")
+        if live is not holder[0]:
+            if names:
+                holder[0].watch(names, stop=True)
+                live.watch(names)
+            holder[0] = live
+        return live
+
+    async def _cycles(self, task: Task, holder: list[TargetRunner], names: list[str]) -> None:
         deadline = time.monotonic() + task.request.deadline
         try:
-            while True:
-                snapshot = await runner.fresh_cycle(lambda: setattr(task, "state", "running"))
+            for _ in range(100_000):  # bounded: every round is a cycle or ends the task
+                runner = self._live(task, holder, names)
+                try:
+                    snapshot = await runner.fresh_cycle(lambda: setattr(task, "state", "running"))
+                except (RunnerStopped, asyncio.CancelledError):
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise  # Tasks.stop: the daemon stops
+                    if time.monotonic() >= deadline:
+                        raise RuntimeError("the target was reloaded at the deadline") from None
+                    await asyncio.sleep(0.1)  # the reload's new runner is in place by then
+                    continue
                 report = snapshot.report
                 if report is None or report.started_at < task.created:
                     raise RuntimeError("the cycle failed; the daemon's log says why")
@@ -176,7 +201,7 @@ class Tasks:
                 await asyncio.sleep(min(runner.config.interval, 5.0))
             self._finish(task, "done", None)
         except asyncio.CancelledError:
-            self._finish(task, "error", "the target was removed or the daemon stopped")
+            self._finish(task, "error", "the daemon stopped")
         except Exception as exc:  # noqa: BLE001 - one task's failure is its answer, not a crash
             log.error("task=%s target=%s failed: %s", task.id, task.target, exc)
             self._finish(task, "error", str(exc))
