@@ -183,11 +183,11 @@ def with_expect(report: TargetReport, expect: Sequence[tuple[str, str]]) -> Targ
             ]
             apt.append((address, replace(result, problems=result.problems + tuple(extra))))
         observed = [(r.edge, r.observation) for r in obj.results]
-        objects.append(
-            compare_object(
-                obj.url, obj.host, obj.path, observed, kind=Kind.APT, suite=obj.suite, apt=apt
-            )
+        judged = compare_object(
+            obj.url, obj.host, obj.path, observed, kind=Kind.APT, suite=obj.suite, apt=apt
         )
+        added = tuple(n for n in judged.notes if n not in obj.notes)
+        objects.append(replace(judged, notes=obj.notes + added))  # the cycle's notes kept
     return replace(report, objects=tuple(objects))
 
 
