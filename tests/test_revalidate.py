@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import RunningDaemon, Scrape, http, parse
+from tests.daemon import RunningDaemon, Scrape, http, parse, wait_until
 from tests.lab import Lab
 
 PATH = "/big.bin"
@@ -125,3 +125,19 @@ def test_the_origin_is_revalidated_too_and_its_bytes_are_counted(lab: Lab, tmp_p
     assert len(asked) == len(edges) + 1 and all('" 304 ' in line for line in asked)
     assert received(second) == received(first)
     assert second.get("cdnprobe_object_variants", path=PATH) == 1
+
+
+def test_a_reload_that_changes_the_target_starts_with_a_full_pass(
+    lab: Lab, daemon: RunningDaemon
+) -> None:
+    """Kept answers were taken under the old settings (here a body limit): after a reload
+    that changed the target, the first cycle hashes every body again."""
+    import signal
+
+    assert set(ages(cycle(daemon)).values()) == {1}  # revalidating
+    config = daemon.config_path
+    config.write_text(config.read_text() + f"    max_body_size: {SIZE * 2}\n")
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: "config reloaded" in daemon.log(), 10, "the reload")
+    assert set(ages(cycle(daemon)).values()) == {0}
+    assert set(ages(cycle(daemon)).values()) == {1}  # and revalidating again after it

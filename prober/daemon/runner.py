@@ -17,7 +17,7 @@ from types import MappingProxyType
 from prober.config import AnyTarget
 from prober.daemon.history import VerdictChange, VerdictTracker, VersionHistory
 from prober.daemon.snapshot import TargetSnapshot
-from prober.kinds import kind_of
+from prober.kinds import kind_of, revalidation
 from prober.kinds.base import Clock, ProbeContext, tools_for, utc_now
 from prober.model import TargetReport
 from prober.render import iso_utc, safe
@@ -82,6 +82,9 @@ class TargetRunner:
         # a copy: the old runner may still finish a cycle while it drains; without the old
         # runner's watched names (its tasks move here and watch them here)
         self._context.memory = dict(old._context.memory)
+        # kept answers were taken under the old settings (CA, body limit, paths): the first
+        # cycle after a reload that changed the target is a full pass
+        self._context.memory.pop(revalidation.MEMORY, None)
         if old._watching:
             from prober.kinds.apt import WATCH
 
