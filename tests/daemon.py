@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -13,10 +15,11 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.lab import free_port
+from tests.lab import Lab, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 Labels = frozenset[tuple[str, str]]
@@ -54,6 +57,11 @@ def parse(text: str) -> Scrape:
     return scrape
 
 
+def received(scrape: Scrape) -> float:
+    """Body bytes the daemon received, over every target and address."""
+    return sum(scrape.samples.get("cdnprobe_received_bytes_total", {}).values())
+
+
 def http(
     url: str, method: str = "GET", timeout: float = 30, context: ssl.SSLContext | None = None
 ) -> tuple[int, str]:
@@ -63,6 +71,58 @@ def http(
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def post_task(
+    daemon: RunningDaemon, target: str, body: bytes | dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    """POST /api/v1/targets/TARGET/checks (a dict is sent as JSON): status and document."""
+    data = json.dumps(body).encode() if isinstance(body, dict) else body or b""
+    request = urllib.request.Request(
+        f"{daemon.base}/api/v1/targets/{target}/checks", data=data, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def task_wait(daemon: RunningDaemon, task_id: str, timeout: float = 60) -> dict[str, Any]:
+    """GET /api/v1/checks/ID/wait: the task's document (whatever its state)."""
+    status, text = http(f"{daemon.base}/api/v1/checks/{task_id}/wait?timeout={timeout}")
+    assert status == 200, text
+    doc: dict[str, Any] = json.loads(text)
+    return doc
+
+
+def task_done(
+    daemon: RunningDaemon, target: str, body: dict[str, Any], timeout: float = 60
+) -> dict[str, Any]:
+    """One task from POST to its answer, which must be `done`."""
+    _, created = post_task(daemon, target, body)
+    doc = task_wait(daemon, created["id"], timeout)
+    assert doc["state"] == "done", doc
+    return doc
+
+
+GET_LINE = re.compile(r'"GET (\S+) HTTP/1.1" (\d+) ')
+
+
+def probe_logged(
+    daemon: RunningDaemon, lab: Lab, target: str
+) -> tuple[Scrape, list[tuple[str, str, int]]]:
+    """One cycle of `target` now (/probe): the exposition after it, and what the edges were
+    asked, as (address, path, status) from nginx's log."""
+    before = len(lab.access_log())
+    status, _ = http(daemon.base + f"/probe?target={target}")
+    assert status == 200
+    asked = []
+    for line in lab.access_log()[before:]:
+        found = GET_LINE.search(line)
+        if found:
+            asked.append((line.split()[0], found[1], int(found[2])))
+    return parse(http(daemon.base + "/metrics")[1]), asked
 
 
 @dataclass

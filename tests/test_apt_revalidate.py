@@ -8,25 +8,20 @@ did not look for gets the indexes read again."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.aptrepo import INDEX, Published, serve
 from tests.conftest import APT_EDGES
-from tests.daemon import RunningDaemon, Scrape, http, parse
+from tests.daemon import RunningDaemon, probe_logged, task_done
 from tests.lab import HOST, Lab
 
 FULL_EVERY = 6
 INRELEASE = "/dists/stable/InRelease"
 PACKAGES = "main/binary-amd64/Packages"  # apt's index family (the plan reads one variant)
-LOG = re.compile(r'"GET (\S+) HTTP/1.1" (\d+) ')
 
 
 @pytest.fixture
@@ -46,20 +41,6 @@ def daemon(apt_lab: Lab, tmp_path: Path) -> Iterator[RunningDaemon]:
         running.kill()
 
 
-def cycle(daemon: RunningDaemon, lab: Lab) -> tuple[Scrape, list[tuple[str, str, int]]]:
-    """One cycle now: the exposition after it, and what the edges were asked, as (address,
-    path, status) from nginx's log."""
-    before = len(lab.access_log())
-    status, _ = http(daemon.base + "/probe?target=deb")
-    assert status == 200
-    asked = []
-    for line in lab.access_log()[before:]:
-        found = LOG.search(line)
-        if found:
-            asked.append((line.split()[0], found[1], int(found[2])))
-    return parse(http(daemon.base + "/metrics")[1]), asked
-
-
 def index_statuses(asked: list[tuple[str, str, int]]) -> set[int]:
     return {status for _, path, status in asked if "/binary-" in path}
 
@@ -67,7 +48,7 @@ def index_statuses(asked: list[tuple[str, str, int]]) -> set[int]:
 def test_an_unchanged_repository_asks_with_validators_and_reuses_the_answers(
     apt_lab: Lab, daemon: RunningDaemon
 ) -> None:
-    scrape, asked = cycle(daemon, apt_lab)  # the second cycle: not a full pass
+    scrape, asked = probe_logged(daemon, apt_lab, "deb")  # the second cycle: not a full pass
     inreleases = [s for _, path, s in asked if path == INRELEASE]
     assert inreleases == [200] * len(APT_EDGES)  # the InRelease is always read in full
     assert index_statuses(asked) == {304}
@@ -77,7 +58,7 @@ def test_an_unchanged_repository_asks_with_validators_and_reuses_the_answers(
         assert scrape.get("cdnprobe_edge_object_match", **labels) == 1
         assert scrape.get("cdnprobe_apt_packages", file=PACKAGES, address=address) == 1
         assert scrape.get("cdnprobe_apt_edge_would_fail", address=address) == 0
-    scrape, asked = cycle(daemon, apt_lab)
+    scrape, asked = probe_logged(daemon, apt_lab, "deb")
     assert index_statuses(asked) == {304}
     assert scrape.get("cdnprobe_edge_object_hash_age_cycles", address=APT_EDGES[0]) == 2
 
@@ -85,18 +66,18 @@ def test_an_unchanged_repository_asks_with_validators_and_reuses_the_answers(
 def test_a_new_publish_is_read_in_full_in_the_next_cycle(
     apt_lab: Lab, published: Published, daemon: RunningDaemon
 ) -> None:
-    cycle(daemon, apt_lab)
+    probe_logged(daemon, apt_lab, "deb")
     for address in APT_EDGES:
         serve(apt_lab, address, published.v2)
-    scrape, asked = cycle(daemon, apt_lab)
+    scrape, asked = probe_logged(daemon, apt_lab, "deb")
     assert 304 not in index_statuses(asked)
     for address in APT_EDGES:
         assert scrape.get("cdnprobe_apt_packages", file=PACKAGES, address=address) == 2
         assert scrape.get("cdnprobe_edge_object_hash_age_cycles", address=address) == 0
     # the reference changed, so the cycle after is a full pass too; then validators again
-    _, asked = cycle(daemon, apt_lab)
+    _, asked = probe_logged(daemon, apt_lab, "deb")
     assert 304 not in index_statuses(asked)
-    _, asked = cycle(daemon, apt_lab)
+    _, asked = probe_logged(daemon, apt_lab, "deb")
     assert index_statuses(asked) == {304}
 
 
@@ -115,26 +96,13 @@ def test_an_in_place_corruption_is_caught_at_the_next_full_pass_and_not_before(
     os.utime(index, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime: the same ETag
     plain = "main/binary-amd64/Packages"
     for number in range(2, FULL_EVERY):
-        scrape, asked = cycle(daemon, apt_lab)
+        scrape, asked = probe_logged(daemon, apt_lab, "deb")
         assert index_statuses(asked) == {304}, number
         assert scrape.get("cdnprobe_apt_index_match", file=plain, address=edge) == 1, number
-    scrape, asked = cycle(daemon, apt_lab)  # cycle 6 = FULL_EVERY: the full pass
+    scrape, asked = probe_logged(daemon, apt_lab, "deb")  # cycle 6 = FULL_EVERY: the full pass
     assert 304 not in index_statuses(asked)
     assert scrape.get("cdnprobe_apt_index_match", file=plain, address=edge) == 0
     assert scrape.get("cdnprobe_apt_index_match", file=plain, address=APT_EDGES[0]) == 1
-
-
-def task(daemon: RunningDaemon, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"{daemon.base}/api/v1/targets/deb/checks", data=json.dumps(body).encode(), method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        created = json.loads(response.read())
-    status, text = http(f"{daemon.base}/api/v1/checks/{created['id']}/wait?timeout=60")
-    assert status == 200
-    doc: dict[str, Any] = json.loads(text)
-    assert doc["state"] == "done"
-    return doc
 
 
 def test_a_task_asking_for_a_new_name_gets_the_indexes_read_again(
@@ -144,20 +112,20 @@ def test_a_task_asking_for_a_new_name_gets_the_indexes_read_again(
     must not be answered from them (which would say the package is missing everywhere)."""
     for address in APT_EDGES:
         serve(apt_lab, address, published.v2)
-    cycle(daemon, apt_lab)  # a full read of the new publish, no names watched
-    cycle(daemon, apt_lab)  # the full pass after the reference changed
-    _, asked = cycle(daemon, apt_lab)
+    probe_logged(daemon, apt_lab, "deb")  # a full read of the new publish, no names watched
+    probe_logged(daemon, apt_lab, "deb")  # the full pass after the reference changed
+    _, asked = probe_logged(daemon, apt_lab, "deb")
     assert index_statuses(asked) == {304}
     before = len(apt_lab.access_log())
-    doc = task(daemon, {"expect": {"world-cdn": "1.0"}})
+    doc = task_done(daemon, "deb", {"expect": {"world-cdn": "1.0"}})
     assert doc["consistent"] is True
     asked_again = [line for line in apt_lab.access_log()[before:] if "/binary-" in line]
     assert asked_again and all('" 200 ' in line for line in asked_again)
     (entry,) = doc["report"]["targets"]
     assert all(e["revalidated"] is False for e in entry["edges"])
-    cycle(daemon, apt_lab)  # cycle 6: the scheduled full pass
+    probe_logged(daemon, apt_lab, "deb")  # cycle 6: the scheduled full pass
     # with nothing new asked for, the next task is answered with validators again
-    doc = task(daemon, {})
+    doc = task_done(daemon, "deb", {})
     (entry,) = doc["report"]["targets"]
     assert doc["consistent"] is True and all(e["revalidated"] for e in entry["edges"])
     assert any("revalidated:" in note for note in entry["notes"])

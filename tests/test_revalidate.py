@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import RunningDaemon, Scrape, http, parse, wait_until
+from tests.daemon import RunningDaemon, Scrape, http, parse, received, wait_until
 from tests.lab import Lab
 
 PATH = "/big.bin"
@@ -43,10 +43,6 @@ def cycle(daemon: RunningDaemon) -> Scrape:
     status, _ = http(daemon.base + "/probe?target=repo")
     assert status == 200
     return parse(http(daemon.base + "/metrics")[1])
-
-
-def received(scrape: Scrape) -> float:
-    return sum(scrape.samples.get("cdnprobe_received_bytes_total", {}).values())
 
 
 def ages(scrape: Scrape) -> dict[str, float]:

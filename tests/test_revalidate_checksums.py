@@ -9,10 +9,7 @@ at the next full pass, and not before; `rehash_every` and `revalidate` are one o
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import re
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ import trustme
 
 from prober.config import parse_config
 from tests.conftest import cdnprobe
-from tests.daemon import RunningDaemon, Scrape, http, parse
+from tests.daemon import RunningDaemon, Scrape, post_task, probe_logged, received, task_wait
 from tests.lab import HOST, EdgeSpec, Lab, free_port
 
 EDGES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "::1")
@@ -33,7 +30,6 @@ MTIME = 1_790_000_000
 V1, V2 = b"toolchain v1.0 " * 5000, b"toolchain v2 " * 5000
 DOC = b"release notes\n"
 ARTIFACTS = ("NOTES", "tool.tar.gz")
-LOG = re.compile(r'"GET (\S+) HTTP/1.1" (\d+) ')
 
 
 def sums(entries: dict[str, bytes]) -> bytes:
@@ -83,30 +79,11 @@ def daemon(sums_lab: Lab, tmp_path: Path) -> Iterator[RunningDaemon]:
         running.kill()
 
 
-def cycle(daemon: RunningDaemon, lab: Lab) -> tuple[Scrape, list[tuple[str, str, int]]]:
-    """One cycle now: the exposition after it, and what the edges were asked, as (address,
-    path, status) from nginx's log."""
-    before = len(lab.access_log())
-    status, _ = http(daemon.base + "/probe?target=dl")
-    assert status == 200
-    asked = []
-    for line in lab.access_log()[before:]:
-        found = LOG.search(line)
-        if found:
-            asked.append((line.split()[0], found[1], int(found[2])))
-    return parse(http(daemon.base + "/metrics")[1]), asked
-
-
 def report(daemon: RunningDaemon) -> dict[str, dict[str, Any]]:
     """One cycle now through a task (the daemon's JSON): its entries by name."""
-    request = urllib.request.Request(
-        f"{daemon.base}/api/v1/targets/dl/checks", data=b"{}", method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        created = json.loads(response.read())
-    status, text = http(f"{daemon.base}/api/v1/checks/{created['id']}/wait?timeout=60")
-    assert status == 200
-    return {entry["name"]: entry for entry in json.loads(text)["report"]["targets"]}
+    _, created = post_task(daemon, "dl", {})
+    doc = task_wait(daemon, created["id"])
+    return {entry["name"]: entry for entry in doc["report"]["targets"]}
 
 
 def match(scrape: Scrape, address: str, artifact: str = "tool.tar.gz") -> float | None:
@@ -119,10 +96,6 @@ def age(scrape: Scrape, address: str, artifact: str = "tool.tar.gz") -> float | 
     return scrape.get("cdnprobe_artifact_hash_age_cycles", **labels)
 
 
-def received(scrape: Scrape) -> float:
-    return sum(scrape.samples.get("cdnprobe_received_bytes_total", {}).values())
-
-
 def test_an_unchanged_site_is_answered_with_304s_and_each_edges_own_manifest(
     sums_lab: Lab, daemon: RunningDaemon
 ) -> None:
@@ -131,7 +104,7 @@ def test_an_unchanged_site_is_answered_with_304s_and_each_edges_own_manifest(
     own reused manifest (NEWER's v2 matches NEWER's manifest), labelled with the age."""
     first = daemon.scrape()
     assert {match(first, a, n) for a in EDGES for n in ARTIFACTS} == {1}
-    second, asked = cycle(daemon, sums_lab)
+    second, asked = probe_logged(daemon, sums_lab, "dl")
     assert len(asked) == (1 + len(ARTIFACTS)) * len(EDGES)
     assert {status for _, _, status in asked} == {304}
     assert {match(second, a, n) for a in EDGES for n in ARTIFACTS} == {1}
@@ -154,9 +127,9 @@ def test_an_unchanged_site_is_answered_with_304s_and_each_edges_own_manifest(
 
 
 def test_a_changed_artifact_is_seen_in_the_next_cycle(sums_lab: Lab, daemon: RunningDaemon) -> None:
-    cycle(daemon, sums_lab)
+    probe_logged(daemon, sums_lab, "dl")
     sums_lab.write("/dl/tool.tar.gz", V1[:-1] + b"!", edges=[EDGE], mtime=MTIME + 9999)
-    scrape, asked = cycle(daemon, sums_lab)
+    scrape, asked = probe_logged(daemon, sums_lab, "dl")
     assert match(scrape, EDGE) == 0 and age(scrape, EDGE) == 0
     assert {match(scrape, a) for a in EDGES if a != EDGE} == {1}
     assert {age(scrape, a) for a in EDGES if a != EDGE} == {2}  # the others still 304
@@ -166,11 +139,11 @@ def test_a_changed_artifact_is_seen_in_the_next_cycle(sums_lab: Lab, daemon: Run
         sums_lab.write("/dl/tool.tar.gz", V2, edges=[address], mtime=MTIME + 20000)
         manifest = sums({"tool.tar.gz": V2, "NOTES": DOC})
         sums_lab.write("/dl/SHA256SUMS", manifest, edges=[address], mtime=MTIME + 20000)
-    scrape, _ = cycle(daemon, sums_lab)
+    scrape, _ = probe_logged(daemon, sums_lab, "dl")
     assert {match(scrape, a) for a in EDGES} == {1}
     assert {age(scrape, a) for a in EDGES} == {0}
     # the references changed: the cycle after is a full pass, nothing answered 304
-    scrape, asked = cycle(daemon, sums_lab)
+    scrape, asked = probe_logged(daemon, sums_lab, "dl")
     assert 304 not in {status for _, _, status in asked}
     assert {age(scrape, a, n) for a in EDGES for n in ARTIFACTS} == {0}
 
@@ -186,7 +159,7 @@ def test_an_in_place_corruption_is_caught_at_the_next_full_pass(
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     seen_at = None
     for number in range(2, FULL_EVERY + 2):  # cycle 1 was the daemon's first
-        scrape, _ = cycle(daemon, sums_lab)
+        scrape, _ = probe_logged(daemon, sums_lab, "dl")
         if match(scrape, EDGE) == 0:
             seen_at = number
             break
@@ -209,11 +182,11 @@ def test_the_origin_manifest_is_revalidated_too(sums_lab: Lab, tmp_path: Path) -
     try:
         first = daemon.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="dl") or 0) >= 1)
         assert {match(first, a) for a in EDGES} == {1, 0}  # NEWER serves v2
-        _, asked = cycle(daemon, sums_lab)
+        _, asked = probe_logged(daemon, sums_lab, "dl")
         assert [s for _, p, s in asked if p.startswith("/origin/")] == [304]
         new = sums({"tool.tar.gz": V2, "NOTES": DOC})
         sums_lab.write("/origin/dl/SHA256SUMS", new, [origin], mtime=MTIME + 30000)
-        scrape, asked = cycle(daemon, sums_lab)
+        scrape, asked = probe_logged(daemon, sums_lab, "dl")
     finally:
         daemon.kill()
     assert [s for _, p, s in asked if p.startswith("/origin/")] == [200]

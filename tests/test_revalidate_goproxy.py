@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ import trustme
 from prober.config import ConfigError, parse_config
 from prober.kinds import kind_of
 from tests.conftest import cdnprobe
-from tests.daemon import RunningDaemon, Scrape, http, parse
+from tests.daemon import RunningDaemon, Scrape, post_task, probe_logged, received, task_wait
 from tests.goproxy_tree import MODULE, go, standard_modules, write_module
 from tests.lab import HOST, EdgeSpec, Lab, free_port
 
@@ -33,7 +31,6 @@ EDGE = "127.0.0.3"  # the one a test changes
 FULL_EVERY = 4
 ZIP = f"{MODULE}/@v/v1.0.0.zip"
 MTIME = 1_790_000_000
-LOG = re.compile(r'"GET (\S+) HTTP/1.1" (\d+) ')
 FILES_PER_EDGE = 2 + 3 * 2  # @v/list, @latest; .zip, .mod and .info of v1.0.0 and v1.1.0
 
 
@@ -82,30 +79,11 @@ def daemon(go_lab: tuple[Lab, str], tmp_path: Path) -> Iterator[RunningDaemon]:
         running.kill()
 
 
-def cycle(daemon: RunningDaemon, lab: Lab) -> tuple[Scrape, list[tuple[str, str, int]]]:
-    """One cycle now: the exposition after it, and what the edges were asked, as (address,
-    path, status) from nginx's log."""
-    before = len(lab.access_log())
-    status, _ = http(daemon.base + "/probe?target=proxy")
-    assert status == 200
-    asked = []
-    for line in lab.access_log()[before:]:
-        found = LOG.search(line)
-        if found:
-            asked.append((line.split()[0], found[1], int(found[2])))
-    return parse(http(daemon.base + "/metrics")[1]), asked
-
-
 def report(daemon: RunningDaemon) -> dict[str, dict[str, Any]]:
     """One cycle now through a task (the daemon's JSON): its entries by name."""
-    request = urllib.request.Request(
-        f"{daemon.base}/api/v1/targets/proxy/checks", data=b"{}", method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        created = json.loads(response.read())
-    status, text = http(f"{daemon.base}/api/v1/checks/{created['id']}/wait?timeout=60")
-    assert status == 200
-    return {entry["name"]: entry for entry in json.loads(text)["report"]["targets"]}
+    _, created = post_task(daemon, "proxy", {})
+    doc = task_wait(daemon, created["id"])
+    return {entry["name"]: entry for entry in doc["report"]["targets"]}
 
 
 def match(scrape: Scrape, version: str, address: str) -> float | None:
@@ -118,10 +96,6 @@ def zip_age(scrape: Scrape, address: str, version: str = "v1.0.0") -> float | No
     return scrape.get("cdnprobe_edge_object_hash_age_cycles", path=path, address=address)
 
 
-def received(scrape: Scrape) -> float:
-    return sum(scrape.samples.get("cdnprobe_received_bytes_total", {}).values())
-
-
 def test_an_unchanged_proxy_is_answered_with_304s_and_reused_checks(
     go_lab: tuple[Lab, str], daemon: RunningDaemon
 ) -> None:
@@ -131,7 +105,7 @@ def test_an_unchanged_proxy_is_answered_with_304s_and_reused_checks(
     lab, gosum = go_lab
     first = daemon.scrape()
     assert {match(first, v, a) for v in ("v1.0.0", "v1.1.0") for a in EDGES} == {1}
-    second, asked = cycle(daemon, lab)
+    second, asked = probe_logged(daemon, lab, "proxy")
     assert len(asked) == FILES_PER_EDGE * len(EDGES)
     assert {status for _, _, status in asked} == {304}
     assert {zip_age(second, a) for a in EDGES} == {1}
@@ -152,11 +126,11 @@ def test_a_changed_zip_and_a_new_version_are_seen_in_the_next_cycle(
     go_lab: tuple[Lab, str], daemon: RunningDaemon, tmp_path: Path
 ) -> None:
     lab, _ = go_lab
-    cycle(daemon, lab)
+    probe_logged(daemon, lab, "proxy")
     foreign = tmp_path / "foreign"
     write_module(foreign, MODULE, "v1.0.0", {"hello.go": 'package hello\n\nconst G = "pwned"\n'})
     shutil.copy(foreign / ZIP, lab.docroot(EDGE) / ZIP)  # a new mtime: new validators
-    scrape, asked = cycle(daemon, lab)
+    scrape, asked = probe_logged(daemon, lab, "proxy")
     assert match(scrape, "v1.0.0", EDGE) == 0  # against go.sum, at once
     assert zip_age(scrape, EDGE) == 0
     # its .mod and .info answered 304 and were read again: one check, of one moment
@@ -166,12 +140,12 @@ def test_a_changed_zip_and_a_new_version_are_seen_in_the_next_cycle(
     # a new version on every edge: the list answers 200 and v1.2.0 is read in full
     for address in EDGES:
         write_module(lab.docroot(address), MODULE, "v1.2.0", {"hello.go": "package hello\n"})
-    scrape, asked = cycle(daemon, lab)
+    scrape, asked = probe_logged(daemon, lab, "proxy")
     assert {match(scrape, "v1.2.0", a) for a in EDGES} == {1}
     assert {zip_age(scrape, a, "v1.2.0") for a in EDGES} == {0}
     assert {s for _, path, s in asked if path.endswith("/@v/list")} == {200}
     # the list's reference changed: the cycle after is a full pass, nothing answered 304
-    scrape, asked = cycle(daemon, lab)
+    scrape, asked = probe_logged(daemon, lab, "proxy")
     assert 304 not in {status for _, _, status in asked}
     assert {zip_age(scrape, a) for a in EDGES} == {0}
     assert match(scrape, "v1.0.0", EDGE) == 0
@@ -199,7 +173,7 @@ def test_an_in_place_corruption_is_caught_at_the_next_full_pass(
     corrupt_in_place(lab.docroot(EDGE) / ZIP)
     seen_at = None
     for number in range(2, FULL_EVERY + 2):  # cycle 1 was the daemon's first
-        scrape, _ = cycle(daemon, lab)
+        scrape, _ = probe_logged(daemon, lab, "proxy")
         if match(scrape, "v1.0.0", EDGE) == 0:
             seen_at = number
             break

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import FaultEdgeFactory
-from tests.daemon import RunningDaemon, http
+from tests.daemon import RunningDaemon, http, post_task, task_wait
 from tests.lab import Lab
 
 PATH = "/dists/stable/InRelease"
@@ -43,24 +41,6 @@ def daemon(lab: Lab, tmp_path: Path) -> Iterator[RunningDaemon]:
         running.kill()
 
 
-def post(daemon: RunningDaemon, target: str, body: bytes | None = None) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        f"{daemon.base}/api/v1/targets/{target}/checks", data=body or b"", method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def wait(daemon: RunningDaemon, task_id: str, timeout: float = 60) -> dict[str, Any]:
-    status, text = http(f"{daemon.base}/api/v1/checks/{task_id}/wait?timeout={timeout}")
-    assert status == 200, text
-    doc: dict[str, Any] = json.loads(text)
-    return doc
-
-
 def requests_for(lab: Lab) -> int:
     return sum(1 for line in lab.access_log() if PATH in line)
 
@@ -68,10 +48,10 @@ def requests_for(lab: Lab) -> int:
 def test_a_task_answers_from_a_cycle_after_its_post(lab: Lab, daemon: RunningDaemon) -> None:
     """An edge changed just before the POST shows in that task's report."""
     lab.write(PATH, b"Suite: stable\nVersion: 1\n", edges=["127.0.0.3"], mtime=OLD)
-    status, created = post(daemon, "repo")
+    status, created = post_task(daemon, "repo")
     assert status == 202 and created["state"] in ("pending", "running")
     assert created["target"] == "repo"
-    done = wait(daemon, created["id"])
+    done = task_wait(daemon, created["id"])
     assert done["state"] == "done" and done["consistent"] is False and done["error"] is None
     (entry,) = done["report"]["targets"]
     verdicts = {e["address"]: e["verdict"] for e in entry["edges"]}
@@ -112,8 +92,8 @@ def fifty_callers(lab: Lab, daemon: RunningDaemon) -> None:
     scraper.start()
     try:
         with ThreadPoolExecutor(50) as pool:
-            created = list(pool.map(lambda _: post(daemon, "repo"), range(50)))
-            answers = list(pool.map(lambda c: wait(daemon, c[1]["id"]), created))
+            created = list(pool.map(lambda _: post_task(daemon, "repo"), range(50)))
+            answers = list(pool.map(lambda c: task_wait(daemon, c[1]["id"]), created))
     finally:
         stop.set()
         scraper.join(timeout=30)
@@ -131,19 +111,19 @@ def test_until_converged_repeats_until_the_deadline_then_until_consistent(
     lab: Lab, daemon: RunningDaemon
 ) -> None:
     lab.write(PATH, b"Suite: stable\nVersion: 1\n", edges=["127.0.0.4"], mtime=OLD)
-    _, stuck = post(daemon, "repo", b'{"until": "converged", "deadline": "3s"}')
-    late = wait(daemon, stuck["id"])
+    _, stuck = post_task(daemon, "repo", b'{"until": "converged", "deadline": "3s"}')
+    late = task_wait(daemon, stuck["id"])
     assert late["state"] == "done" and late["consistent"] is False
-    _, recovering = post(daemon, "repo", b'{"until": "converged", "deadline": "60s"}')
+    _, recovering = post_task(daemon, "repo", b'{"until": "converged", "deadline": "60s"}')
     lab.write(PATH, b"Suite: stable\nVersion: 2\n", edges=["127.0.0.4"], mtime=NEW)
-    assert wait(daemon, recovering["id"])["consistent"] is True
+    assert task_wait(daemon, recovering["id"])["consistent"] is True
 
 
 def test_unknown_targets_and_ids_are_404_and_fetch_nothing(lab: Lab, daemon: RunningDaemon) -> None:
     before = requests_for(lab)
-    status, doc = post(daemon, "https:%2F%2Fevil.example")
+    status, doc = post_task(daemon, "https:%2F%2Fevil.example")
     assert status == 404 and "only configured targets" in doc["error"]
-    status, doc = post(daemon, "nosuchtarget")
+    status, doc = post_task(daemon, "nosuchtarget")
     assert status == 404
     assert http(f"{daemon.base}/api/v1/checks/0123456789abcdef")[0] == 404
     assert http(f"{daemon.base}/api/v1/checks/0123456789abcdef/wait?timeout=1")[0] == 404
@@ -164,13 +144,13 @@ def test_unknown_targets_and_ids_are_404_and_fetch_nothing(lab: Lab, daemon: Run
     ],
 )
 def test_bad_input_is_400_with_one_line(daemon: RunningDaemon, body: bytes, error: str) -> None:
-    status, doc = post(daemon, "repo", body)
+    status, doc = post_task(daemon, "repo", body)
     assert status == 400
     assert doc["error"].startswith(error) and "\n" not in doc["error"]
 
 
 def test_wait_timeout_is_bounded(daemon: RunningDaemon) -> None:
-    _, created = post(daemon, "repo")
+    _, created = post_task(daemon, "repo")
     status, text = http(f"{daemon.base}/api/v1/checks/{created['id']}/wait?timeout=301")
     assert status == 400 and "between 0 and 300" in json.loads(text)["error"]
-    assert wait(daemon, created["id"])["state"] == "done"
+    assert task_wait(daemon, created["id"])["state"] == "done"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +16,7 @@ import trustme
 
 from tests.aptrepo import Published, serve
 from tests.conftest import APT_EDGES
-from tests.daemon import RunningDaemon, http
+from tests.daemon import RunningDaemon, http, post_task, task_wait
 from tests.faults import FaultEdge
 from tests.lab import HOST, Lab
 
@@ -43,22 +42,8 @@ def daemon(apt_lab: Lab, tmp_path: Path) -> Iterator[RunningDaemon]:
         running.kill()
 
 
-def post(daemon: RunningDaemon, target: str, body: dict[str, Any] | None = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else b""
-    request = urllib.request.Request(
-        f"{daemon.base}/api/v1/targets/{target}/checks", data=data, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def answer(daemon: RunningDaemon, task_id: str, timeout: float = 90) -> dict[str, Any]:
-    status, text = http(f"{daemon.base}/api/v1/checks/{task_id}/wait?timeout={timeout}")
-    assert status == 200, text
-    doc: dict[str, Any] = json.loads(text)
+    doc = task_wait(daemon, task_id, timeout)
     assert doc["state"] == "done", doc
     return doc
 
@@ -83,7 +68,10 @@ def test_expect_in_a_task_body_is_judged_per_task_on_a_shared_cycle(
     publish's new package is not consistent (each edge named without it), a task without
     expectations on the same cycle is, and the target's exported verdicts are unchanged."""
     before = len(apt_lab.access_log())
-    (s1, expecting), (s2, plain) = post(daemon, "deb", {"expect": NEW_PACKAGE}), post(daemon, "deb")
+    (s1, expecting), (s2, plain) = (
+        post_task(daemon, "deb", {"expect": NEW_PACKAGE}),
+        post_task(daemon, "deb"),
+    )
     assert s1 == s2 == 202
     with_expect, without = answer(daemon, expecting["id"]), answer(daemon, plain["id"])
     assert without["consistent"] is True
@@ -114,7 +102,7 @@ def test_until_converged_with_expect_ends_when_the_last_edge_has_the_package(
     and consistent only once every edge lists world-cdn 1.0 (and not at the switch of the
     first two, when the third still serves the old publish)."""
     serve(apt_lab, APT_EDGES[0], published.v2)
-    status, created = post(
+    status, created = post_task(
         daemon, "deb", {"until": "converged", "deadline": "60s", "expect": NEW_PACKAGE}
     )
     assert status == 202
@@ -137,7 +125,7 @@ def test_until_converged_with_expect_stops_at_the_deadline(
 ) -> None:
     for address in APT_EDGES[:2]:
         serve(apt_lab, address, published.v2)
-    _, created = post(
+    _, created = post_task(
         daemon, "deb", {"until": "converged", "deadline": "4s", "expect": NEW_PACKAGE}
     )
     done = answer(daemon, created["id"])
@@ -162,7 +150,7 @@ def test_bad_expectations_are_400_with_one_line_and_fetch_nothing(
     apt_lab: Lab, daemon: RunningDaemon, target: str, body: dict[str, Any], error: str
 ) -> None:
     before = len(apt_lab.access_log())
-    status, doc = post(daemon, target, body)
+    status, doc = post_task(daemon, target, body)
     assert status == 400
     assert doc["error"].startswith(error) and "\n" not in doc["error"]
     assert len(apt_lab.access_log()) == before
@@ -179,13 +167,13 @@ def test_many_pipelines_with_different_expectations_share_cycles(
     silent = FaultEdge(["127.0.0.5"], apt_lab.http_port, "silent", ca).start()
     try:
         apt_lab.set_dns(HOST, [*APT_EDGES, "127.0.0.5"])
-        status, first = post(daemon, "deb")  # starts the slow cycle
+        status, first = post_task(daemon, "deb")  # starts the slow cycle
         assert status == 202
         time.sleep(0.5)
         before = len(apt_lab.access_log())
         bodies = [{"expect": NEW_PACKAGE}, {"expect": {"hello-cdn": "1.0"}}] * 10
         with ThreadPoolExecutor(len(bodies)) as pool:
-            created = list(pool.map(lambda body: post(daemon, "deb", body), bodies))
+            created = list(pool.map(lambda body: post_task(daemon, "deb", body), bodies))
             docs = list(pool.map(lambda c: answer(daemon, c[1]["id"]), created))
         answer(daemon, first["id"])
     finally:
@@ -209,7 +197,7 @@ def test_a_task_goes_on_across_a_reload_that_changes_its_target(
     task goes on with the new one, its package still watched there, and converges."""
     import signal
 
-    _, created = post(
+    _, created = post_task(
         daemon, "deb", {"until": "converged", "deadline": "60s", "expect": NEW_PACKAGE}
     )
     time.sleep(1.0)
