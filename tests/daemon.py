@@ -12,7 +12,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,18 @@ class RunningDaemon:
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+
+@contextmanager
+def started(config: Path, target: str) -> Iterator[RunningDaemon]:
+    """`cdnprobe run --config CONFIG`, once its first cycle of `target` has finished; killed
+    when the block ends."""
+    daemon = RunningDaemon(config).start()
+    try:
+        daemon.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target=target) or 0) >= 1)
+        yield daemon
+    finally:
+        daemon.kill()
 
 
 def one_cycle(config: Path, target: str, timeout_s: float = 30) -> Scrape:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.aptrepo import INDEX, Published, serve
 from tests.conftest import APT_EDGES
-from tests.daemon import RunningDaemon, probe_logged, task_done
+from tests.daemon import RunningDaemon, probe_logged, started, task_done
 from tests.lab import HOST, Lab
 
 FULL_EVERY = 6
@@ -33,12 +33,8 @@ def daemon(apt_lab: Lab, tmp_path: Path) -> Iterator[RunningDaemon]:
         f'    resolvers: ["{apt_lab.resolver}"]\n    interval: 1h\n'
         f"    revalidate: {{full_every: {FULL_EVERY}}}\n"
     )
-    running = RunningDaemon(config).start()
-    running.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="deb") or 0) >= 1)
-    try:
+    with started(config, "deb") as running:
         yield running
-    finally:
-        running.kill()
 
 
 def index_statuses(asked: list[tuple[str, str, int]]) -> set[int]:

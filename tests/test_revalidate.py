@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import RunningDaemon, Scrape, http, parse, received, wait_until
+from tests.daemon import RunningDaemon, Scrape, http, parse, received, started, wait_until
 from tests.lab import Lab
 
 PATH = "/big.bin"
@@ -30,12 +30,8 @@ def daemon(lab: Lab, tmp_path: Path) -> Iterator[RunningDaemon]:
         f'    resolvers: ["{lab.resolver}"]\n    ca_file: {lab.ca_file}\n'
         "    revalidate: {full_every: 4}\n"
     )
-    running = RunningDaemon(config).start()
-    running.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="repo") or 0) >= 1)
-    try:
+    with started(config, "repo") as running:
         yield running
-    finally:
-        running.kill()
 
 
 def cycle(daemon: RunningDaemon) -> Scrape:
@@ -107,16 +103,13 @@ def test_the_origin_is_revalidated_too_and_its_bytes_are_counted(lab: Lab, tmp_p
         f'    resolvers: ["{lab.resolver}"]\n    ca_file: {lab.ca_file}\n'
         "    revalidate: {full_every: 4}\n"
     )
-    daemon = RunningDaemon(config).start()
-    try:
-        first = daemon.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="repo") or 0) >= 1)
+    with started(config, "repo") as daemon:
+        first = daemon.scrape()
         assert received(first) == SIZE * (len(edges) + 1)  # every edge, and the origin
         labels = {"target": "repo", "address": origin}
         assert first.get("cdnprobe_received_bytes_total", **labels) == SIZE
         before = len(lab.access_log())
         second = cycle(daemon)
-    finally:
-        daemon.kill()
     asked = [line for line in lab.access_log()[before:] if PATH in line]
     assert len(asked) == len(edges) + 1 and all('" 304 ' in line for line in asked)
     assert received(second) == received(first)

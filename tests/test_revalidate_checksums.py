@@ -19,7 +19,15 @@ import trustme
 
 from prober.config import parse_config
 from tests.conftest import cdnprobe
-from tests.daemon import RunningDaemon, Scrape, post_task, probe_logged, received, task_wait
+from tests.daemon import (
+    RunningDaemon,
+    Scrape,
+    post_task,
+    probe_logged,
+    received,
+    started,
+    task_wait,
+)
 from tests.lab import HOST, EdgeSpec, Lab, free_port
 
 EDGES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "::1")
@@ -71,12 +79,8 @@ def config_text(lab: Lab, extra: str = "") -> str:
 def daemon(sums_lab: Lab, tmp_path: Path) -> Iterator[RunningDaemon]:
     config = tmp_path / "sums-revalidate.yaml"
     config.write_text(config_text(sums_lab))
-    running = RunningDaemon(config).start()
-    running.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="dl") or 0) >= 1)
-    try:
+    with started(config, "dl") as running:
         yield running
-    finally:
-        running.kill()
 
 
 def report(daemon: RunningDaemon) -> dict[str, dict[str, Any]]:

@@ -22,7 +22,15 @@ import trustme
 from prober.config import ConfigError, parse_config
 from prober.kinds import kind_of
 from tests.conftest import cdnprobe
-from tests.daemon import RunningDaemon, Scrape, post_task, probe_logged, received, task_wait
+from tests.daemon import (
+    RunningDaemon,
+    Scrape,
+    post_task,
+    probe_logged,
+    received,
+    started,
+    task_wait,
+)
 from tests.goproxy_tree import MODULE, go, standard_modules, write_module
 from tests.lab import HOST, EdgeSpec, Lab, free_port
 
@@ -71,12 +79,8 @@ def daemon(go_lab: tuple[Lab, str], tmp_path: Path) -> Iterator[RunningDaemon]:
         f'    resolvers: ["{lab.resolver}"]\n    interval: 1h\n'
         f"    revalidate: {{full_every: {FULL_EVERY}}}\n"
     )
-    running = RunningDaemon(config).start()
-    running.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="proxy") or 0) >= 1)
-    try:
+    with started(config, "proxy") as running:
         yield running
-    finally:
-        running.kill()
 
 
 def report(daemon: RunningDaemon) -> dict[str, dict[str, Any]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FaultEdgeFactory
-from tests.daemon import RunningDaemon, http, post_task, task_wait
+from tests.daemon import RunningDaemon, http, post_task, started, task_wait
 from tests.lab import Lab
 
 PATH = "/dists/stable/InRelease"
@@ -33,12 +33,8 @@ def daemon(lab: Lab, tmp_path: Path) -> Iterator[RunningDaemon]:
     lab.write(PATH, b"Suite: stable\nVersion: 2\n", mtime=NEW)
     config = tmp_path / "tasks.yaml"
     config.write_text(config_text(lab))
-    running = RunningDaemon(config).start()
-    running.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="repo") or 0) >= 1)
-    try:
+    with started(config, "repo") as running:
         yield running
-    finally:
-        running.kill()
 
 
 def requests_for(lab: Lab) -> int:
@@ -71,12 +67,8 @@ def test_fifty_callers_at_once_share_at_most_two_cycles(
     lab.set_dns("repo.test", [*(e.address for e in lab.edges), "127.0.0.5"])
     config = tmp_path / "slow.yaml"
     config.write_text(config_text(lab, timeout="2s"))
-    daemon = RunningDaemon(config).start()
-    try:
-        daemon.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="repo") or 0) >= 1)
+    with started(config, "repo") as daemon:
         fifty_callers(lab, daemon)
-    finally:
-        daemon.kill()
 
 
 def fifty_callers(lab: Lab, daemon: RunningDaemon) -> None:

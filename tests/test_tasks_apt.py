@@ -16,7 +16,7 @@ import trustme
 
 from tests.aptrepo import Published, serve
 from tests.conftest import APT_EDGES
-from tests.daemon import RunningDaemon, http, post_task, task_wait
+from tests.daemon import RunningDaemon, http, post_task, started, task_wait
 from tests.faults import FaultEdge
 from tests.lab import HOST, Lab
 
@@ -34,12 +34,8 @@ def daemon(apt_lab: Lab, tmp_path: Path) -> Iterator[RunningDaemon]:
         f"    url: http://{HOST}:{apt_lab.http_port}/\n    paths: [/dists/stable/Release]\n"
         f'    resolvers: ["{apt_lab.resolver}"]\n    interval: 1h\n'
     )
-    running = RunningDaemon(config).start()
-    running.wait_for(lambda s: (s.get("cdnprobe_cycles_total", target="deb") or 0) >= 1)
-    try:
+    with started(config, "deb") as running:
         yield running
-    finally:
-        running.kill()
 
 
 def answer(daemon: RunningDaemon, task_id: str, timeout: float = 90) -> dict[str, Any]:
