@@ -18,7 +18,7 @@ from prober.config import AnyTarget
 from prober.daemon.history import VerdictChange, VerdictTracker, VersionHistory
 from prober.daemon.snapshot import TargetSnapshot
 from prober.kinds import kind_of, revalidation
-from prober.kinds.base import Clock, ProbeContext, tools_for, utc_now
+from prober.kinds.base import WATCH, Clock, ProbeContext, tools_for, utc_now
 from prober.model import TargetReport
 from prober.render import iso_utc, safe
 
@@ -85,10 +85,7 @@ class TargetRunner:
         # kept answers were taken under the old settings (CA, body limit, paths): the first
         # cycle after a reload that changed the target is a full pass
         self._context.memory.pop(revalidation.MEMORY, None)
-        if old._watching:
-            from prober.kinds.apt import WATCH
-
-            self._context.memory.pop(WATCH, None)
+        self._context.memory.pop(WATCH, None)
         self.snapshot = replace(
             old.snapshot,
             paths=self.snapshot.paths,
@@ -204,8 +201,6 @@ class TargetRunner:
     def watch(self, names: Iterable[str], *, stop: bool = False) -> None:
         """Cycles that start from now on also read these package names' versions (for a
         task's expectations), until the task stops watching them."""
-        from prober.kinds.apt import WATCH  # only APT targets have tasks with expectations
-
         if stop:
             self._watching.subtract(names)
         else:

@@ -13,7 +13,7 @@ from prober import gpgv
 from prober.compare import compare_object
 from prober.config import AptTarget
 from prober.fetch import BufferSink, Fetcher, S
-from prober.kinds.base import Clock, KindSpec, ProbeContext, resolve_edges
+from prober.kinds.base import WATCH, Clock, KindSpec, ProbeContext, resolve_edges
 from prober.kinds.revalidation import Revalidation, confirms, revalidation_for
 from prober.model import (
     AptEdgeResult,
@@ -155,11 +155,6 @@ async def _suite(spec: AptSpec, suite: str, edges: Sequence[Edge], tools: _Tools
         base + "InRelease", spec.host, path, releases, kind=Kind.APT, suite=suite, apt=results,
         notes=notes,
     )  # fmt: skip
-
-
-# ctx.memory key: package names to watch beyond the target's own `expect` (the daemon sets
-# the expectations of the tasks waiting on a cycle; with_expect judges them afterwards)
-WATCH = "apt.watch"
 
 
 def with_expect(report: TargetReport, expect: Sequence[tuple[str, str]]) -> TargetReport:
@@ -387,10 +382,10 @@ async def _indexes(
             obs, counter = await _follow(fetcher, edge, url, make)  # never kept: not this URL's
         if counter is not None:
             counter.finish()
+        answer = _answer(obs)
         if reval is not None:
-            reval.keep(edge, url, obs, _answer(obs), None if redirected else counter, watch,
-                       redirected=redirected)  # fmt: skip
-        return path, _answer(obs), counter
+            reval.keep(edge, url, obs, answer, counter, watch, redirected=redirected)
+        return path, answer, counter
 
     found = await asyncio.gather(*(one(p) for p in paths))
     fetched = {path: got for path, got, _ in found}

@@ -21,6 +21,9 @@ from prober.fetch import Connections, Fetcher, Slots
 from prober.model import DnsAnswer, Edge, Kind, Observation, TargetReport
 
 Clock = Callable[[], datetime]
+# ProbeContext.memory key: package names to read beyond the target's own `expect` (the
+# daemon's runner sets those of the tasks waiting on a cycle; apt.with_expect judges them)
+WATCH = "watch"
 Resolver = Discoverer | CachingDiscoverer
 S = TypeVar("S")
 
